@@ -1,0 +1,174 @@
+"""The JSON API: launch jobs, read their state, list the catalog. OpenAPI docs at /api/docs."""
+from datetime import datetime
+from typing import Any
+
+from celery import states
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from ninja import NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import HttpBearer
+from ninja.utils import check_csrf
+from pydantic import ConfigDict, Field
+
+from . import selectors, services
+from .catalog import InvalidArguments, UnknownJob, catalog
+
+
+class BearerToken(HttpBearer):
+    """`Authorization: Bearer <token>`, for scripts; tokens come from `manage.py token_create`."""
+
+    def authenticate(self, request, token):
+        user = services.api_token_authenticate(key=token)
+        if user is not None:
+            request.user = user
+        return user
+
+
+class SignedInSession:
+    """The browser's signed-in session; state-changing requests must carry a CSRF token."""
+
+    openapi_type = "apiKey"
+    openapi_in = "cookie"
+    openapi_name = "sessionid"
+
+    def __call__(self, request):
+        if not request.user.is_authenticated:
+            return None
+        if check_csrf(request) is not None:
+            raise CsrfFailed
+        return request.user
+
+
+class CsrfFailed(Exception):
+    pass
+
+
+api = NinjaAPI(title="Jobs API", version="1", urls_namespace="api", auth=[BearerToken(), SignedInSession()])
+
+
+class ErrorOut(Schema):
+    detail: str = Field(description="What went wrong, and what to do about it.")
+    errors: list[dict[str, str]] = Field(default=[], description="One entry per problem: field and message.")
+
+
+def error(request: HttpRequest, status: int, detail: str, errors: list[dict[str, str]] = ()) -> HttpResponse:
+    return api.create_response(request, {"detail": detail, "errors": list(errors)}, status=status)
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request, exc):
+    return error(request, 401, "Authentication required: send 'Authorization: Bearer <token>' or sign in.")
+
+
+@api.exception_handler(CsrfFailed)
+def csrf_failed(request, exc):
+    return error(request, 403, "CSRF check failed: send the csrftoken cookie's value in an X-CSRFToken header.")
+
+
+@api.exception_handler(RequestDataTooBig)
+def too_large(request, exc):
+    return error(request, 413, f"Request body too large: the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes "
+                 "(DJANGO_MAX_REQUEST_BYTES). Pass large data by reference, not as job arguments.")
+
+
+@api.exception_handler(HttpError)
+def http_error(request, exc):
+    if exc.status_code == 400 and exc.__cause__ is not None:  # the body did not parse
+        return error(request, 400, f"The request body is not valid JSON: {exc.__cause__}.")
+    return error(request, exc.status_code, exc.message)
+
+
+@api.exception_handler(NinjaValidationError)
+def invalid_request(request, exc):
+    problems = [
+        {
+            "field": ".".join(str(part) for part in problem.get("loc", ()) if part not in ("body", "payload")),
+            "message": problem.get("msg", "invalid"),
+        }
+        for problem in exc.errors
+    ]
+    return error(request, 422, "The request does not have the expected shape: "
+                 '{"task": "<job name>", "args": [...], "kwargs": {...}}.', problems)
+
+
+class JobIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(description="A job name from GET /api/jobs/catalog/.")
+    args: list[Any] = Field(default=[], description="Positional arguments, in the order the catalog lists them.")
+    kwargs: dict[str, Any] = Field(default={}, description="Arguments by name.")
+
+
+class JobOut(Schema):
+    id: str
+    task: str
+    status: str = Field(description="Celery's state: PENDING, STARTED, RETRY, SUCCESS, FAILURE or REVOKED.")
+    url: str = Field(description="This job's status URL.")
+    result: Any = Field(description="The return value, once the job succeeded.")
+    error: str | None = Field(description="The error message, once the job failed.")
+    created_at: datetime
+    started_at: datetime | None
+    done_at: datetime | None
+
+
+class CatalogEntryOut(Schema):
+    name: str
+    description: str
+    arguments: dict[str, Any] = Field(description="JSON Schema of the job's arguments.")
+
+
+def job_out(request: HttpRequest, record) -> dict[str, Any]:
+    result, error_message = selectors.job_outcome(record)
+    return {
+        "id": record.task_id,
+        "task": record.task_name,
+        "status": record.status,
+        "url": request.build_absolute_uri(reverse("api:job_detail", args=[record.task_id])),
+        "result": result,
+        "error": error_message,
+        "created_at": record.date_created,
+        "started_at": record.date_started,
+        "done_at": record.date_done if record.status in states.READY_STATES else None,
+    }
+
+
+@api.post("/jobs/", response={202: JobOut, 422: ErrorOut, 503: ErrorOut}, url_name="job_create")
+def job_create(request, payload: JobIn, response: HttpResponse):
+    """Launch a job from the catalog; it is enqueued once recorded, and runs on a worker."""
+    try:
+        record = services.job_launch(name=payload.task, args=payload.args, kwargs=payload.kwargs)
+    except UnknownJob as exc:
+        return error(request, 422, str(exc), [{"field": "task", "message": str(exc)}])
+    except InvalidArguments as exc:
+        return error(request, 422, str(exc), exc.errors)
+    except services.JobQueueUnavailable as exc:
+        return error(request, 503, f"{exc} Try again shortly.")
+    body = job_out(request, record)
+    response["Location"] = body["url"]
+    return 202, body
+
+
+@api.get("/jobs/catalog/", response=list[CatalogEntryOut], url_name="job_catalog")
+def job_catalog(request):
+    """The jobs that can be launched, with the JSON Schema of their arguments."""
+    return [
+        {
+            "name": name,
+            "description": (job.__doc__ or "").strip().split("\n")[0],
+            "arguments": job.arguments_model.model_json_schema(),
+        }
+        for name, job in catalog().items()
+    ]
+
+
+@api.get("/jobs/{job_id}/", response={200: JobOut, 404: ErrorOut}, url_name="job_detail")
+def job_detail(request, job_id: str):
+    """A job's state, result or error, and timings."""
+    record = selectors.job_get(job_id=job_id)
+    if record is None:
+        return error(request, 404, f"No job with id {job_id!r}.")
+    return job_out(request, record)

@@ -1,0 +1,115 @@
+"""The catalog of launchable jobs: Celery tasks whose type hints are their argument schema.
+
+A job declares its arguments once, as annotated parameters. That declaration becomes a strict
+pydantic model used by the API before anything is enqueued and by the worker before the job
+runs, so a job never starts with arguments it did not declare.
+"""
+import inspect
+import json
+from functools import cached_property
+from typing import Any, get_type_hints
+
+from celery import shared_task
+from celery.contrib.django.task import DjangoTask
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+
+class InvalidArguments(ValueError):
+    """Arguments that do not match a job's declared parameters; `errors` names each problem."""
+
+    def __init__(self, job_name: str, errors: list[dict[str, str]]):
+        self.job_name = job_name
+        self.errors = errors
+        problems = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+        super().__init__(f"Invalid arguments for {job_name}: {problems}")
+
+
+class UnknownJob(LookupError):
+    """A name that is not in the catalog of launchable jobs."""
+
+    def __init__(self, name: str):
+        self.name = name
+        known = ", ".join(sorted(catalog())) or "none"
+        super().__init__(f"Unknown job {name!r}. Launchable jobs: {known}.")
+
+
+class JobTask(DjangoTask):
+    """Base class of launchable jobs: validates arguments against the type hints on every run."""
+
+    @cached_property
+    def arguments_model(self) -> type[BaseModel]:
+        """The strict pydantic model built from the task function's signature."""
+        signature = inspect.signature(self.run)
+        hints = get_type_hints(self.run)
+        fields = {}
+        for parameter in signature.parameters.values():
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                raise TypeError(f"Job {self.name} must name its arguments: *args and **kwargs have no schema.")
+            if parameter.name not in hints:
+                raise TypeError(f"Job {self.name} must annotate its argument {parameter.name!r}.")
+            default = ... if parameter.default is parameter.empty else parameter.default
+            fields[parameter.name] = (hints[parameter.name], default)
+        return create_model(
+            f"{self.name}.arguments",
+            __config__=ConfigDict(extra="forbid", strict=True),
+            **fields,
+        )
+
+    def validate_arguments(self, args: list | tuple = (), kwargs: dict | None = None) -> BaseModel:
+        """Bind positional and keyword arguments to the declared parameters and validate them.
+
+        Validation follows JSON's rules in strict mode: "4" is not an int, but an ISO string is
+        a datetime, exactly as the values arrive from the API and from the broker.
+        """
+        kwargs = kwargs or {}
+        names = list(self.arguments_model.model_fields)
+        if len(args) > len(names):
+            raise InvalidArguments(self.name, [{
+                "field": "",
+                "message": f"takes at most {len(names)} positional arguments ({', '.join(names)}), got {len(args)}",
+            }])
+        data = dict(zip(names, args))
+        twice = sorted(data.keys() & kwargs.keys())
+        if twice:
+            raise InvalidArguments(self.name, [
+                {"field": name, "message": "given both by position and by name"} for name in twice
+            ])
+        data.update(kwargs)
+        try:
+            return self.arguments_model.model_validate_json(json.dumps(data), strict=True)
+        except TypeError as exc:  # json.dumps: a value JSON cannot carry
+            raise InvalidArguments(self.name, [{"field": "", "message": str(exc)}]) from exc
+        except ValidationError as exc:
+            raise InvalidArguments(self.name, [
+                {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
+                for error in exc.errors()
+            ]) from exc
+
+    def json_arguments(self, args: list | tuple = (), kwargs: dict | None = None) -> dict[str, Any]:
+        """Validated arguments as the JSON keyword arguments a message carries."""
+        return self.validate_arguments(args, kwargs).model_dump(mode="json")
+
+    def __call__(self, *args, **kwargs):
+        arguments = self.validate_arguments(args, kwargs)
+        # Fields, not model_dump(): nested models and datetimes reach the function as such.
+        return super().__call__(**{name: getattr(arguments, name) for name in arguments.model_fields})
+
+
+def job(name: str, **task_options):
+    """Declare a launchable job: a shared Celery task named `name` with validated arguments."""
+    return shared_task(name=name, base=JobTask, **task_options)
+
+
+def catalog() -> dict[str, JobTask]:
+    """All launchable jobs by name."""
+    from site_config.celery import app
+
+    return {name: task for name, task in sorted(app.tasks.items()) if isinstance(task, JobTask)}
+
+
+def find_job(name: str) -> JobTask:
+    """The launchable job called `name`, or UnknownJob."""
+    try:
+        return catalog()[name]
+    except KeyError:
+        raise UnknownJob(name) from None

@@ -1,0 +1,27 @@
+"""Reads shared by the API, the pages and the admin."""
+import json
+import uuid
+from typing import Any
+
+from celery import states
+from django_celery_results.models import TaskResult
+
+
+def job_get(*, job_id: str) -> TaskResult | None:
+    """The job with id `job_id`, or None (also for ids that are not UUIDs)."""
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        return None
+    return TaskResult.objects.filter(task_id=job_id).first()
+
+
+def job_outcome(record: TaskResult) -> tuple[Any, str | None]:
+    """The job's return value once it succeeded, and its error message once one occurred."""
+    if record.status == states.SUCCESS:
+        return json.loads(record.result), None
+    if record.status in (states.FAILURE, states.REVOKED, states.RETRY) and record.result:
+        exception = json.loads(record.result)
+        message = " ".join(str(part) for part in exception.get("exc_message") or ())
+        return None, f"{exception.get('exc_type', 'Error')}: {message}" if message else exception.get("exc_type")
+    return None, None

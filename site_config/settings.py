@@ -1,0 +1,151 @@
+"""Settings for the jobs site, read from the environment (see .env.example and the README)."""
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A local .env fills in what the real environment leaves unset; it never overrides it.
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "Set DJANGO_SECRET_KEY (any long random string) or DJANGO_DEBUG=true. "
+            "`make env` writes a .env with a fresh key."
+        )
+    SECRET_KEY = "insecure-key-for-debug-only"
+
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_results",
+    "django_celery_beat",
+    "ninja",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "site_config.urls"
+WSGI_APPLICATION = "site_config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/jobs")}
+# Keep connections open between requests and between tasks (see site_config/celery.py),
+# and check one still works before reusing it, so a PostgreSQL restart costs one reconnect.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("REDIS_URL", default="redis://127.0.0.1:6379/0"),
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Bodies above this size are refused with 413 before anything is parsed or enqueued.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_MAX_REQUEST_BYTES", default=256 * 1024)
+
+# --- Celery -------------------------------------------------------------------------------
+# Read by site_config/celery.py through config_from_object(namespace="CELERY").
+
+# RabbitMQ, never the database (best practice 1): a real broker acknowledges, redelivers and
+# never hands a long-running task to a second worker because a visibility timeout ran out.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="amqp://guest:guest@localhost:5672//")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publisher confirms: publishing returns only once RabbitMQ has taken responsibility for the
+# message, so a launch that answered 202 cannot be lost in a broker crash a moment later.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+
+# Results in PostgreSQL through the ORM. Overridable only so the benchmark can compare rpc://.
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="django-db")
+# Store task name, args, kwargs and worker with each result, and record STARTED.
+CELERY_RESULT_EXTENDED = True
+CELERY_TASK_TRACK_STARTED = True
+CELERY_RESULT_EXPIRES = timedelta(days=env.int("RESULT_RETENTION_DAYS", default=30))
+
+# JSON only: a pickled message could run arbitrary code on the worker.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Durable queues and persistent messages survive a broker restart.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = (Queue("default", durable=True),)
+CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
+
+# Late acknowledgement: a task is acknowledged after it finishes, so a worker that dies
+# mid-task leaves it on the queue to run again. Right for idempotent tasks, which ours are;
+# a task that must never run twice opts out with acks_late=False.
+CELERY_TASK_ACKS_LATE = True
+# A worker that loses its broker connection stops the late-acked tasks it is running, since
+# RabbitMQ hands them to another worker: otherwise they would run twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Reserve one task per process: long tasks do not sit behind a busy process while another
+# worker idles, and fewer unacknowledged messages wait out RabbitMQ's consumer timeout.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# RabbitMQ closes the channel of a consumer that holds a message unacknowledged for longer
+# than its consumer timeout (30 minutes by default), and redelivers the message. The hard
+# limit kills a task before that, so no task runs twice for running long; the soft limit
+# gives it a minute to clean up first.
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=25 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
