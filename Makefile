@@ -1,0 +1,32 @@
+# Two commands: `make run` (the whole stack, in the foreground) and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test bench env
+
+run: $(VENV)/installed .env
+	$(BIN)/python manage.py db_create
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	$(BIN)/honcho start
+
+test: $(VENV)/installed .env
+	$(BIN)/python manage.py test
+
+bench: $(VENV)/installed .env
+	$(BIN)/python manage.py db_create
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py bench_throughput
+
+env: .env
+
+# Reinstall whenever requirements.txt changes.
+$(VENV)/installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# A local .env from the example, with a fresh secret key. Never overwrites an existing one.
+.env:
+	sed "s|^DJANGO_SECRET_KEY=.*|DJANGO_SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')|" .env.example > .env
