@@ -1,0 +1,182 @@
+import json
+from unittest import mock
+
+from celery import states
+from django.contrib.auth.models import User
+from django.test import TestCase, TransactionTestCase, override_settings
+from django_celery_results.models import TaskResult
+
+from jobs.services import api_token_create
+from jobs.catalog import find_job
+
+
+class ApiTestCase(TestCase):
+    @classmethod
+    def setUpTestData(cls):
+        cls.user = User.objects.create_user("alice", password="a-long-password")
+        _, cls.token = api_token_create(user=cls.user, name="tests")
+
+    def post_job(self, body, **headers):
+        headers.setdefault("HTTP_AUTHORIZATION", f"Bearer {self.token}")
+        data = body if isinstance(body, str) else json.dumps(body)
+        return self.client.post("/api/jobs/", data, content_type="application/json", **headers)
+
+    def get(self, path):
+        return self.client.get(path, HTTP_AUTHORIZATION=f"Bearer {self.token}")
+
+
+class JobLaunchTests(ApiTestCase):
+    def test_launch_answers_202_and_enqueues_after_commit(self):
+        """The job is recorded PENDING, and published with its id only once the row commits."""
+        with self.captureOnCommitCallbacks() as callbacks:
+            response = self.post_job({"task": "jobs.add", "args": [4, 4]})
+        self.assertEqual(response.status_code, 202)
+        body = response.json()
+        self.assertEqual((body["task"], body["status"], body["result"]), ("jobs.add", "PENDING", None))
+        self.assertEqual(body["url"], f"http://testserver/api/jobs/{body['id']}/")
+        self.assertEqual(response["Location"], body["url"])
+        self.assertEqual(TaskResult.objects.get(task_id=body["id"]).status, states.PENDING)
+
+        self.assertEqual(len(callbacks), 1)
+        with mock.patch.object(find_job("jobs.add"), "apply_async") as apply_async:
+            callbacks[0]()
+        apply_async.assert_called_once_with(kwargs={"x": 4, "y": 4}, task_id=body["id"])
+
+    def test_status_url_shows_the_pending_job_right_away(self):
+        with self.captureOnCommitCallbacks():
+            launched = self.post_job({"task": "jobs.say_hello", "kwargs": {"name": "Ada"}}).json()
+        response = self.get(launched["url"])
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json()["status"], "PENDING")
+
+
+class BrokerDownTests(TransactionTestCase):
+    """Real commits, so the publish happens inside the request as it does in production."""
+
+    def test_broker_down_answers_503_and_leaves_no_pending_record(self):
+        from kombu.exceptions import OperationalError
+
+        user = User.objects.create_user("bob")
+        _, token = api_token_create(user=user, name="tests")
+        with mock.patch.object(find_job("jobs.add"), "apply_async", side_effect=OperationalError("connection refused")):
+            response = self.client.post(
+                "/api/jobs/", {"task": "jobs.add", "args": [1, 2]},
+                content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}",
+            )
+        self.assertEqual(response.status_code, 503)
+        self.assertIn("not enqueued", response.json()["detail"])
+        record = TaskResult.objects.get()
+        self.assertEqual(record.status, states.FAILURE)
+        self.assertEqual(self.client.get(
+            f"/api/jobs/{record.task_id}/", HTTP_AUTHORIZATION=f"Bearer {token}").json()["error"],
+            "JobQueueUnavailable: connection refused",
+        )
+
+
+class BadLaunchTests(ApiTestCase):
+    """Each bad request gets a 4xx a person can act on, and nothing is recorded or enqueued."""
+
+    def assertRefused(self, response, status, detail):
+        self.assertEqual(response.status_code, status, response.content)
+        self.assertIn(detail, response.json()["detail"])
+        self.assertFalse(TaskResult.objects.exists())
+
+    def launch(self, body, **headers):
+        with self.captureOnCommitCallbacks() as callbacks:
+            response = self.post_job(body, **headers)
+        self.assertEqual(callbacks, [])
+        return response
+
+    def test_unknown_task_lists_the_valid_ones(self):
+        response = self.launch({"task": "jobs.nope"})
+        self.assertRefused(response, 422, "Unknown job 'jobs.nope'. Launchable jobs: jobs.add, jobs.say_hello.")
+
+    def test_wrong_argument_types_are_named(self):
+        response = self.launch({"task": "jobs.add", "args": ["4", 4]})
+        self.assertRefused(response, 422, "Invalid arguments for jobs.add: x: Input should be a valid integer")
+        self.assertEqual(response.json()["errors"], [{"field": "x", "message": "Input should be a valid integer"}])
+
+    def test_wrong_argument_names_are_named(self):
+        response = self.launch({"task": "jobs.add", "kwargs": {"x": 1, "why": 2}})
+        self.assertRefused(response, 422, "y: Field required; why: Extra inputs are not permitted")
+
+    def test_malformed_json(self):
+        self.assertRefused(self.launch('{"task": "jobs.add",'), 400, "The request body is not valid JSON")
+
+    def test_wrong_shape(self):
+        response = self.launch({"job": "jobs.add"})
+        self.assertRefused(response, 422, "The request does not have the expected shape")
+        self.assertIn({"field": "task", "message": "Field required"}, response.json()["errors"])
+        self.assertRefused(self.launch({"task": "jobs.add", "args": {"x": 1}}), 422, "expected shape")
+
+    @override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
+    def test_body_too_large(self):
+        response = self.launch({"task": "jobs.say_hello", "args": ["x" * 2000]})
+        self.assertRefused(response, 413, "Request body too large: the limit is 1000 bytes")
+
+    def test_anonymous_is_refused(self):
+        response = self.launch({"task": "jobs.add", "args": [1, 2]}, HTTP_AUTHORIZATION="")
+        self.assertRefused(response, 401, "Authentication required")
+
+    def test_unknown_token_is_refused(self):
+        response = self.launch({"task": "jobs.add", "args": [1, 2]}, HTTP_AUTHORIZATION="Bearer not-a-token")
+        self.assertRefused(response, 401, "Authentication required")
+
+    def test_inactive_users_token_is_refused(self):
+        User.objects.filter(pk=self.user.pk).update(is_active=False)
+        self.assertRefused(self.launch({"task": "jobs.add", "args": [1, 2]}), 401, "Authentication required")
+
+
+class SessionAuthTests(ApiTestCase):
+    def setUp(self):
+        self.client = self.client_class(enforce_csrf_checks=True)
+        self.client.force_login(self.user)
+
+    def test_signed_in_browser_must_send_the_csrf_token(self):
+        response = self.post_job({"task": "jobs.add", "args": [1, 2]}, HTTP_AUTHORIZATION="")
+        self.assertEqual(response.status_code, 403)
+        self.assertIn("CSRF check failed", response.json()["detail"])
+        self.assertFalse(TaskResult.objects.exists())
+
+    def test_signed_in_browser_with_csrf_token_launches(self):
+        self.client.get("/admin/login/")  # sets the csrftoken cookie
+        csrf = self.client.cookies["csrftoken"].value
+        with self.captureOnCommitCallbacks():
+            response = self.post_job({"task": "jobs.add", "args": [1, 2]}, HTTP_AUTHORIZATION="", HTTP_X_CSRFTOKEN=csrf)
+        self.assertEqual(response.status_code, 202)
+
+
+class JobDetailTests(ApiTestCase):
+    def test_unknown_and_malformed_ids_are_404(self):
+        for job_id in ("6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f10", "not-a-uuid"):
+            with self.subTest(job_id=job_id):
+                response = self.get(f"/api/jobs/{job_id}/")
+                self.assertEqual(response.status_code, 404)
+                self.assertIn("No job with id", response.json()["detail"])
+
+    def test_success_shows_result_and_timings(self):
+        record = TaskResult.objects.create(
+            task_id="6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f11", task_name="jobs.add", status=states.SUCCESS, result="8"
+        )
+        body = self.get(f"/api/jobs/{record.task_id}/").json()
+        self.assertEqual((body["status"], body["result"], body["error"]), ("SUCCESS", 8, None))
+        self.assertIsNotNone(body["done_at"])
+
+    def test_failure_shows_the_error_message(self):
+        result = json.dumps({"exc_type": "ValueError", "exc_message": ["no such customer"], "exc_module": "builtins"})
+        record = TaskResult.objects.create(
+            task_id="6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f12", task_name="jobs.add", status=states.FAILURE, result=result
+        )
+        body = self.get(f"/api/jobs/{record.task_id}/").json()
+        self.assertEqual((body["status"], body["result"], body["error"]), ("FAILURE", None, "ValueError: no such customer"))
+
+    def test_anonymous_is_refused(self):
+        self.assertEqual(self.client.get("/api/jobs/6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f10/").status_code, 401)
+
+
+class CatalogEndpointTests(ApiTestCase):
+    def test_lists_launchable_jobs_with_their_argument_schema(self):
+        entries = {entry["name"]: entry for entry in self.get("/api/jobs/catalog/").json()}
+        self.assertEqual(set(entries), {"jobs.add", "jobs.say_hello"})
+        self.assertEqual(entries["jobs.add"]["description"], "Add two integers (the seeds' first task).")
+        self.assertEqual(entries["jobs.say_hello"]["arguments"]["properties"]["name"]["type"], "string")

@@ -1,0 +1,87 @@
+import os
+import runpy
+import shutil
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.test import SimpleTestCase
+
+SETTINGS_FILE = Path(settings.BASE_DIR) / "site_config" / "settings.py"
+
+
+def load_settings(environment: dict[str, str]) -> dict:
+    """Evaluate settings.py with exactly `environment`, away from any local .env file."""
+    with tempfile.TemporaryDirectory() as directory:
+        copy = Path(directory) / "site_config" / "settings.py"
+        copy.parent.mkdir()
+        shutil.copy(SETTINGS_FILE, copy)
+        with mock.patch.dict(os.environ, environment, clear=True):
+            return runpy.run_path(str(copy))
+
+
+class EnvironmentSettingsTests(SimpleTestCase):
+    def test_debug_is_off_and_secret_key_required_by_default(self):
+        """With nothing set, settings refuse to load rather than run with a known key."""
+        with self.assertRaisesMessage(ImproperlyConfigured, "DJANGO_SECRET_KEY"):
+            load_settings({})
+
+    def test_production_values_come_from_the_environment(self):
+        """Debug stays off, and hosts and the database come from their variables."""
+        loaded = load_settings({
+            "DJANGO_SECRET_KEY": "s" * 50,
+            "DJANGO_ALLOWED_HOSTS": "jobs.example.com,api.example.com",
+            "DATABASE_URL": "postgres://app:pw@db.internal:5433/jobsdb",
+        })
+        self.assertIs(loaded["DEBUG"], False)
+        self.assertEqual(loaded["ALLOWED_HOSTS"], ["jobs.example.com", "api.example.com"])
+        database = loaded["DATABASES"]["default"]
+        self.assertEqual((database["HOST"], database["PORT"], database["NAME"]), ("db.internal", 5433, "jobsdb"))
+
+    def test_debug_on_request_needs_no_secret_key(self):
+        loaded = load_settings({"DJANGO_DEBUG": "true"})
+        self.assertIs(loaded["DEBUG"], True)
+        self.assertTrue(loaded["SECRET_KEY"])
+
+    def test_defaults_point_at_local_services(self):
+        loaded = load_settings({"DJANGO_SECRET_KEY": "s" * 50})
+        self.assertEqual(loaded["CELERY_BROKER_URL"], "amqp://guest:guest@localhost:5672//")
+        self.assertEqual(loaded["CELERY_RESULT_BACKEND"], "django-db")
+        self.assertEqual(loaded["DATABASES"]["default"]["NAME"], "jobs")
+        self.assertEqual(loaded["CACHES"]["default"]["LOCATION"], "redis://127.0.0.1:6379/0")
+
+
+class CeleryConfigurationTests(SimpleTestCase):
+    """The Celery app the worker runs with, as configured from Django settings."""
+
+    def setUp(self):
+        from site_config import celery_app
+
+        self.conf = celery_app.conf
+
+    def test_results_are_stored_in_the_database_with_their_arguments(self):
+        self.assertEqual(self.conf.result_backend, "django-db")
+        self.assertTrue(self.conf.result_extended)
+        self.assertTrue(self.conf.task_track_started)
+
+    def test_only_json_is_accepted(self):
+        self.assertEqual(list(self.conf.accept_content), ["json"])
+        self.assertEqual(list(self.conf.result_accept_content), ["json"])
+        self.assertEqual(self.conf.task_serializer, "json")
+
+    def test_delivery_is_safe(self):
+        """Late acks, one task reserved per process, confirms, durable queues, a bounded run."""
+        self.assertTrue(self.conf.task_acks_late)
+        self.assertEqual(self.conf.worker_prefetch_multiplier, 1)
+        self.assertTrue(self.conf.broker_transport_options["confirm_publish"])
+        self.assertTrue(all(queue.durable for queue in self.conf.task_queues))
+        self.assertEqual(self.conf.task_default_delivery_mode, "persistent")
+        rabbitmq_consumer_timeout = 30 * 60
+        self.assertLess(self.conf.task_time_limit, rabbitmq_consumer_timeout)
+        self.assertLess(self.conf.task_soft_time_limit, self.conf.task_time_limit)
+
+    def test_beat_reads_the_admin_editable_schedule(self):
+        self.assertEqual(self.conf.beat_scheduler, "django_celery_beat.schedulers:DatabaseScheduler")
+        self.assertEqual(self.conf.timezone, settings.TIME_ZONE)

@@ -1,0 +1,76 @@
+"""docker-compose.yml cannot run here (no Docker engine), so its promises are checked as data."""
+from pathlib import Path
+
+import yaml
+from django.conf import settings
+from django.test import SimpleTestCase
+
+ROOT = Path(settings.BASE_DIR)
+APP_SERVICES = {"web", "worker", "beat", "flower"}
+
+
+def procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip())
+
+
+class ComposeTests(SimpleTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+    def test_names_the_whole_stack(self):
+        self.assertEqual(
+            set(self.services),
+            {"postgres", "rabbitmq", "redis", "migrate", "web", "worker", "beat", "flower"},
+        )
+
+    def test_app_processes_run_the_same_commands_as_make_run(self):
+        local = procfile()
+        self.assertEqual(set(local), APP_SERVICES)
+        for name in APP_SERVICES:
+            with self.subTest(service=name):
+                self.assertEqual(self.services[name]["command"], local[name])
+
+    def test_one_image_for_every_app_process(self):
+        images = {self.services[name]["image"] for name in APP_SERVICES | {"migrate"}}
+        self.assertEqual(images, {"jobs-app"})
+        self.assertTrue(all(self.services[name]["build"] == "." for name in APP_SERVICES))
+
+    def test_app_waits_for_healthy_services_and_applied_migrations(self):
+        for name in ("postgres", "rabbitmq", "redis", "web"):
+            self.assertIn("healthcheck", self.services[name], name)
+        self.assertEqual(self.services["migrate"]["command"], "python manage.py migrate --noinput")
+        self.assertEqual(self.services["migrate"]["depends_on"]["postgres"]["condition"], "service_healthy")
+        for name in APP_SERVICES:
+            depends_on = self.services[name]["depends_on"]
+            self.assertEqual(depends_on["migrate"]["condition"], "service_completed_successfully")
+            self.assertEqual(depends_on["rabbitmq"]["condition"], "service_healthy")
+
+    def test_rabbitmq_is_the_broker_with_its_management_ui(self):
+        self.assertIn("management", self.services["rabbitmq"]["image"])
+        self.assertIn("15672:15672", self.services["rabbitmq"]["ports"])
+        self.assertTrue(self.services["worker"]["environment"]["CELERY_BROKER_URL"].startswith("amqp://"))
+
+    def test_beat_uses_the_database_scheduler(self):
+        self.assertIn("celery -A site_config beat", self.services["beat"]["command"])
+        self.assertEqual(settings.CELERY_BEAT_SCHEDULER, "django_celery_beat.schedulers:DatabaseScheduler")
+
+    def test_flower_and_the_app_refuse_to_start_without_their_secrets(self):
+        self.assertIn(":?", self.services["flower"]["environment"]["FLOWER_BASIC_AUTH"])
+        self.assertIn(":?", self.services["web"]["environment"]["DJANGO_SECRET_KEY"])
+
+
+class EnvironmentDocumentationTests(SimpleTestCase):
+    def test_every_variable_settings_read_is_in_env_example_and_the_readme(self):
+        import re
+
+        read = set(re.findall(r'env\.\w+\("([A-Z_]+)"', (ROOT / "site_config" / "settings.py").read_text()))
+        example = (ROOT / ".env.example").read_text()
+        readme = (ROOT / "README.md").read_text()
+        self.assertTrue(read)
+        for name in read | {"FLOWER_BASIC_AUTH"}:
+            with self.subTest(variable=name):
+                self.assertIn(f"{name}=", example)
+                self.assertIn(f"`{name}`", readme)
