@@ -12,6 +12,7 @@ run: $(VENV)/installed .env
 	$(BIN)/honcho start
 
 test: $(VENV)/installed .env
+	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py test
 
 bench: $(VENV)/installed .env

@@ -149,3 +149,6 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # gives it a minute to clean up first.
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=25 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+
+# Tests run against their own database and their own RabbitMQ virtual host (tests/runner.py).
+TEST_RUNNER = "tests.runner.TestRunner"

@@ -1,0 +1,38 @@
+"""Django's test runner, plus a RabbitMQ virtual host of the tests' own.
+
+Tests get `test_<name>` as their database; here they also get `test_<vhost>` as their broker
+virtual host, so a worker of a running `make run` never takes the tests' jobs (nor the tests' worker
+a real job). Worker subprocesses inherit it through CELERY_BROKER_URL.
+"""
+import os
+import shutil
+import subprocess
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from django.test.runner import DiscoverRunner
+
+from site_config import celery_app
+
+
+def test_broker_url(url: str) -> tuple[str, str, str]:
+    """The test URL for broker `url`, with its vhost and user."""
+    parts = urlsplit(url)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    test_vhost = "test" if vhost == "/" else f"test_{vhost}"
+    return urlunsplit(parts._replace(path=f"/{test_vhost}")), test_vhost, unquote(parts.username or "guest")
+
+
+def ensure_vhost(vhost: str, user: str) -> None:
+    """Create `vhost` for `user` with rabbitmqctl when this machine has it (both are idempotent)."""
+    if shutil.which("rabbitmqctl") is None:
+        return  # a remote broker: the vhost must exist already, and connecting says so if not
+    for command in (["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
+        subprocess.run(["rabbitmqctl", "-q", *command], check=True, capture_output=True, timeout=60)
+
+
+class TestRunner(DiscoverRunner):
+    def setup_test_environment(self, **kwargs):
+        super().setup_test_environment(**kwargs)
+        url, vhost, user = test_broker_url(celery_app.conf.broker_url)
+        ensure_vhost(vhost, user)
+        celery_app.conf.broker_url = os.environ["CELERY_BROKER_URL"] = url

@@ -1,0 +1,74 @@
+"""A real Celery worker for integration tests, on the real broker and the test database."""
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connection
+
+from site_config import celery_app
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
+    """Poll `predicate` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"Timed out after {timeout}s waiting for {message}")
+
+
+class Worker:
+    """`celery -A site_config worker` in a subprocess, writing results to the test database."""
+
+    def __init__(self, concurrency: int = 2, queues: str = "default"):
+        self.name = f"test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        self.concurrency = concurrency
+        self.queues = queues
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="worker-", suffix=".log", delete=False)
+        self.process = None
+
+    def start(self):
+        db = connection.settings_dict
+        credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+        environment = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{quote(db['NAME'])}",
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "site_config", "worker",
+                "--hostname", self.name, "--concurrency", str(self.concurrency), "--queues", self.queues,
+                "--pool", "prefork", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+            ],
+            cwd=settings.BASE_DIR, env=environment, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        wait_for(self._ready, timeout=60, interval=0.2, message=f"worker {self.name} to answer a ping")
+        return self
+
+    def _ready(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"The worker exited with {self.process.returncode}:\n{self.output()}")
+        return celery_app.control.ping(destination=[self.name], timeout=0.5)
+
+    def stop(self):
+        """Warm shutdown: running tasks finish, database connections close."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def output(self) -> str:
+        self.log.flush()
+        with open(self.log.name) as log:
+            return log.read()
