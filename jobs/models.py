@@ -2,6 +2,9 @@ import hashlib
 
 from django.conf import settings
 from django.db import models
+from django_celery_results.models import TaskResult
+
+from .results import UpsertTaskResultManager
 
 
 class ApiToken(models.Model):
@@ -25,3 +28,13 @@ class ApiToken(models.Model):
     def hash_key(key: str) -> str:
         """The stored form of a token: tokens are random, so an unsalted SHA-256 is enough."""
         return hashlib.sha256(key.encode()).hexdigest()
+
+
+class StoredTaskResult(TaskResult):
+    """TaskResult as the result backend writes it (see jobs/results.py)."""
+
+    objects = UpsertTaskResultManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "task result"

@@ -113,7 +113,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 
 # Results in PostgreSQL through the ORM. Overridable only so the benchmark can compare rpc://.
-CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="django-db")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="jobs.results:UpsertDatabaseBackend")
 # Store task name, args, kwargs and worker with each result, and record STARTED.
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_TRACK_STARTED = True

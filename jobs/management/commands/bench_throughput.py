@@ -1,0 +1,99 @@
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from celery.result import ResultSet
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from jobs.catalog import find_job
+from site_config import celery_app
+from tests.worker import Worker, wait_for
+
+QUEUE = "bench"  # its own queue, so a running worker of `make run` takes none of these tasks
+
+OURS = "PostgreSQL (this project)"
+RPC = "rpc://"
+VARIANTS = {
+    OURS: {"CELERY_RESULT_BACKEND": "jobs.results:UpsertDatabaseBackend"},
+    RPC: {"CELERY_RESULT_BACKEND": "rpc://"},
+    "PostgreSQL, stock django-db backend": {"CELERY_RESULT_BACKEND": "django-db"},
+    # Stock Celery: the stock backend, and a new database connection for every task.
+    "PostgreSQL, stock django-db and Celery": {"CELERY_RESULT_BACKEND": "django-db", "DATABASE_CONN_MAX_AGE": "0"},
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Measure end-to-end throughput (publish, run on a real worker, result stored and seen) with "
+        "results in PostgreSQL beside the same worker with rpc:// results, in one run."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tasks", type=int, default=2000, help="Tasks per measurement.")
+        parser.add_argument("--rounds", type=int, default=3, help="Measurements per variant, interleaved.")
+        parser.add_argument("--concurrency", type=int, default=2, help="Worker pool processes.")
+        parser.add_argument("--measure", choices=sorted(VARIANTS), help=
+                            "Internal: measure one variant in this process (set up by the parent).")
+
+    def handle(self, *args, tasks, rounds, concurrency, measure, **options):
+        if tasks < 1 or rounds < 1 or concurrency < 1:
+            raise CommandError("--tasks, --rounds and --concurrency must be at least 1.")
+        if measure:
+            self.stdout.write(json.dumps({"seconds": self.measure(tasks, concurrency)}))
+            return
+
+        figures = {name: [] for name in VARIANTS}
+        for round_number in range(1, rounds + 1):
+            for name, environment in VARIANTS.items():
+                result = subprocess.run(
+                    [sys.executable, "manage.py", "bench_throughput", "--measure", name,
+                     "--tasks", str(tasks), "--concurrency", str(concurrency)],
+                    cwd=settings.BASE_DIR, env={**os.environ, **environment}, capture_output=True, text=True,
+                )
+                if result.returncode:
+                    raise CommandError(f"Measuring {name} failed:\n{result.stderr[-3000:]}")
+                rate = tasks / json.loads(result.stdout.strip().splitlines()[-1])["seconds"]
+                figures[name].append(rate)
+                self.stderr.write(f"round {round_number}: {name}: {rate:.0f} tasks/s")
+
+        self.stdout.write(
+            f"\nEnd-to-end throughput: {tasks} x jobs.add per run, worker with {concurrency} prefork "
+            f"processes, median of {rounds} interleaved rounds\n"
+        )
+        medians = {name: statistics.median(rates) for name, rates in figures.items()}
+        for name, rates in figures.items():
+            self.stdout.write(f"  {name:<40} {medians[name]:7.0f} tasks/s   (rounds: "
+                              f"{', '.join(f'{rate:.0f}' for rate in rates)})")
+        baseline = medians[RPC]
+        self.stdout.write(f"\nRatio to {RPC} (target for {OURS}: at least 0.85)")
+        for name in VARIANTS:
+            self.stdout.write(f"  {name:<40} {medians[name] / baseline:7.2f}")
+
+    def measure(self, tasks: int, concurrency: int) -> float:
+        """Seconds from the first publish until every result is stored and seen by the client."""
+        with celery_app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(QUEUE)  # leftovers of an interrupted run
+        worker = Worker(concurrency=concurrency, queues=QUEUE).start()
+        try:
+            self.run_batch(min(200, tasks))  # warm up: pool processes, connections, imports
+            started = time.perf_counter()
+            self.run_batch(tasks)
+            return time.perf_counter() - started
+        finally:
+            worker.stop()
+
+    def run_batch(self, count: int) -> None:
+        job = find_job("jobs.add")
+        since = timezone.now()
+        results = [job.apply_async(kwargs={"x": n, "y": n}, queue=QUEUE) for n in range(count)]
+        if celery_app.conf.result_backend != RPC:
+            done = TaskResult.objects.filter(task_name=job.name, status="SUCCESS", date_done__gte=since)
+            wait_for(lambda: done.count() >= count, timeout=600, interval=0.05, message="results in PostgreSQL")
+        else:
+            ResultSet(results).join(timeout=600)
