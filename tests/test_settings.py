@@ -48,7 +48,7 @@ class EnvironmentSettingsTests(SimpleTestCase):
     def test_defaults_point_at_local_services(self):
         loaded = load_settings({"DJANGO_SECRET_KEY": "s" * 50})
         self.assertEqual(loaded["CELERY_BROKER_URL"], "amqp://guest:guest@localhost:5672//")
-        self.assertEqual(loaded["CELERY_RESULT_BACKEND"], "django-db")
+        self.assertEqual(loaded["CELERY_RESULT_BACKEND"], "jobs.results:UpsertDatabaseBackend")
         self.assertEqual(loaded["DATABASES"]["default"]["NAME"], "jobs")
         self.assertEqual(loaded["CACHES"]["default"]["LOCATION"], "redis://127.0.0.1:6379/0")
 
@@ -62,7 +62,10 @@ class CeleryConfigurationTests(SimpleTestCase):
         self.conf = celery_app.conf
 
     def test_results_are_stored_in_the_database_with_their_arguments(self):
-        self.assertEqual(self.conf.result_backend, "django-db")
+        from django_celery_results.backends import DatabaseBackend
+        from site_config import celery_app
+
+        self.assertIsInstance(celery_app.backend, DatabaseBackend)
         self.assertTrue(self.conf.result_extended)
         self.assertTrue(self.conf.task_track_started)
 
