@@ -9,7 +9,7 @@ run: $(VENV)/installed .env
 	$(BIN)/python manage.py db_create
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
-	$(BIN)/honcho start
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start  # the Procfile's commands come from the virtualenv
 
 test: $(VENV)/installed .env
 	$(BIN)/python manage.py collectstatic --noinput -v0
