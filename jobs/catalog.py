@@ -13,6 +13,8 @@ from celery import shared_task
 from celery.contrib.django.task import DjangoTask
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from site_config.celery import app
+
 
 class InvalidArguments(ValueError):
     """Arguments that do not match a job's declared parameters; `errors` names each problem."""
@@ -22,6 +24,10 @@ class InvalidArguments(ValueError):
         self.errors = errors
         problems = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
         super().__init__(f"Invalid arguments for {job_name}: {problems}")
+
+    def __reduce__(self):
+        # Rebuilt by name on the way to the result backend, so the stored error says what it is.
+        return type(self), (self.job_name, self.errors)
 
 
 class UnknownJob(LookupError):
@@ -102,8 +108,6 @@ def job(name: str, **task_options):
 
 def catalog() -> dict[str, JobTask]:
     """All launchable jobs by name."""
-    from site_config.celery import app
-
     return {name: task for name, task in sorted(app.tasks.items()) if isinstance(task, JobTask)}
 
 

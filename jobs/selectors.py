@@ -22,6 +22,7 @@ def job_outcome(record: TaskResult) -> tuple[Any, str | None]:
         return json.loads(record.result), None
     if record.status in (states.FAILURE, states.REVOKED, states.RETRY) and record.result:
         exception = json.loads(record.result)
-        message = " ".join(str(part) for part in exception.get("exc_message") or ())
+        parts = exception.get("exc_message") or ()
+        message = parts if isinstance(parts, str) else " ".join(str(part) for part in parts)
         return None, f"{exception.get('exc_type', 'Error')}: {message}" if message else exception.get("exc_type")
     return None, None

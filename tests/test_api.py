@@ -174,6 +174,13 @@ class JobDetailTests(ApiTestCase):
         self.assertEqual(self.client.get("/api/jobs/6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f10/").status_code, 401)
 
 
+class OpenApiTests(TestCase):
+    def test_schema_documents_every_endpoint(self):
+        paths = self.client.get("/api/openapi.json").json()["paths"]
+        self.assertEqual(set(paths), {"/api/jobs/", "/api/jobs/catalog/", "/api/jobs/{job_id}/"})
+        self.assertEqual(self.client.get("/api/docs").status_code, 200)
+
+
 class CatalogEndpointTests(ApiTestCase):
     def test_lists_launchable_jobs_with_their_argument_schema(self):
         entries = {entry["name"]: entry for entry in self.get("/api/jobs/catalog/").json()}

@@ -62,7 +62,8 @@ class WorkerEndToEndTests(TransactionTestCase):
         job = find_job("jobs.add").apply_async(args=["four", 4])
         body = self.wait_until_done(f"/api/jobs/{job.id}/")
         self.assertEqual(body["status"], "FAILURE")
-        self.assertIn("Invalid arguments for jobs.add: x: Input should be a valid integer", body["error"])
+        self.assertEqual(body["error"], "InvalidArguments: Invalid arguments for jobs.add: x: Input should be a valid integer")
+        self.assertIn("InvalidArguments", TaskResult.objects.get(task_id=job.id).traceback)
 
     def worker_backends(self) -> set[int]:
         with connection.cursor() as cursor:
