@@ -158,7 +158,7 @@ def job_catalog(request):
     return [
         {
             "name": name,
-            "description": (job.__doc__ or "").strip().split("\n")[0],
+            "description": job.description,
             "arguments": job.arguments_model.model_json_schema(),
         }
         for name, job in catalog().items()

@@ -61,6 +61,16 @@ class JobTask(DjangoTask):
             **fields,
         )
 
+    @property
+    def signature(self) -> str:
+        """How to call the job, e.g. 'jobs.add(x: int, y: int) -> int'."""
+        return f"{self.name}{inspect.signature(self.run)}"
+
+    @property
+    def description(self) -> str:
+        """The first line of the job's docstring."""
+        return (self.__doc__ or "").strip().split("\n")[0]
+
     def validate_arguments(self, args: list | tuple = (), kwargs: dict | None = None) -> BaseModel:
         """Bind positional and keyword arguments to the declared parameters and validate them.
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django_celery_results.models import TaskResult
 
-from .results import UpsertTaskResultManager
+from .results import StoredResultManager
 
 
 class ApiToken(models.Model):
@@ -33,7 +33,7 @@ class ApiToken(models.Model):
 class StoredTaskResult(TaskResult):
     """TaskResult as the result backend writes it (see jobs/results.py)."""
 
-    objects = UpsertTaskResultManager()
+    objects = StoredResultManager()
 
     class Meta:
         proxy = True

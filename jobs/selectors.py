@@ -1,9 +1,13 @@
 """Reads shared by the API, the pages and the admin."""
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from celery import states
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 
@@ -26,3 +30,19 @@ def job_outcome(record: TaskResult) -> tuple[Any, str | None]:
         message = parts if isinstance(parts, str) else " ".join(str(part) for part in parts)
         return None, f"{exception.get('exc_type', 'Error')}: {message}" if message else exception.get("exc_type")
     return None, None
+
+
+def job_counts_by_day(*, days: int) -> dict[str, dict[str, int]]:
+    """Jobs created in the last `days` days, counted per day (in the site's time zone) and status."""
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        TaskResult.objects.filter(date_created__gte=since)
+        .annotate(day=TruncDate("date_created", tzinfo=timezone.get_current_timezone()))
+        .values("day", "status")
+        .annotate(count=Count("id"))
+        .order_by("day", "status")
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts.setdefault(row["day"].isoformat(), {})[row["status"]] = row["count"]
+    return counts

@@ -10,6 +10,8 @@ from celery.utils.saferepr import saferepr
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+from django_celery_beat.schedulers import ModelEntry
 from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
 
@@ -23,11 +25,19 @@ class JobQueueUnavailable(RuntimeError):
     """The broker refused or could not be reached; the job was recorded as failed, not queued."""
 
 
-def job_launch(*, name: str, args: list | tuple = (), kwargs: dict[str, Any] | None = None) -> TaskResult:
+def job_launch(
+    *,
+    name: str,
+    args: list | tuple = (),
+    kwargs: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    periodic_task_name: str | None = None,
+) -> TaskResult:
     """Validate and record a job as PENDING, and enqueue it once the transaction commits.
 
-    Raises UnknownJob or InvalidArguments before anything is written. Outside a transaction the
-    job is published before this returns; JobQueueUnavailable then means it was not.
+    `options` are apply_async's (queue, priority, expires, headers...). Raises UnknownJob or
+    InvalidArguments before anything is written. Outside a transaction the job is published
+    before this returns; JobQueueUnavailable then means it was not.
     """
     job = find_job(name)
     arguments = job.json_arguments(args, kwargs)
@@ -42,14 +52,15 @@ def job_launch(*, name: str, args: list | tuple = (), kwargs: dict[str, Any] | N
             task_kwargs=json.dumps(saferepr(arguments)),
             content_type="application/json",
             content_encoding="utf-8",
+            periodic_task_name=periodic_task_name,
         )
-        transaction.on_commit(lambda: _publish(job, task_id, arguments))
+        transaction.on_commit(lambda: _publish(job, task_id, arguments, options or {}))
     return record
 
 
-def _publish(job, task_id: str, arguments: dict[str, Any]) -> None:
+def _publish(job, task_id: str, arguments: dict[str, Any], options: dict[str, Any]) -> None:
     try:
-        job.apply_async(kwargs=arguments, task_id=task_id)
+        job.apply_async(kwargs=arguments, task_id=task_id, **options)
     except OperationalError as exc:
         # A row left PENDING would claim a job that will never run.
         TaskResult.objects.filter(task_id=task_id).update(
@@ -77,3 +88,13 @@ def api_token_authenticate(*, key: str) -> AbstractBaseUser | None:
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
+
+
+def periodic_task_run_now(*, periodic_task: PeriodicTask) -> TaskResult:
+    """Launch a periodic task's job now, with the arguments and options beat would send it with."""
+    # Beat's own reading of the row: args, kwargs, queue, exchange, routing key, priority,
+    # expiry and headers, including the periodic_task_name that tags its results.
+    entry = ModelEntry(PeriodicTask.objects.get(pk=periodic_task.pk))
+    return job_launch(
+        name=entry.task, args=entry.args, kwargs=entry.kwargs, options=entry.options, periodic_task_name=entry.name
+    )

@@ -1,4 +1,5 @@
 """The jobs workers run. Names are explicit and stable: django-celery-beat stores them as text."""
+from . import selectors
 from .catalog import job
 
 
@@ -12,3 +13,9 @@ def add(x: int, y: int) -> int:
 def say_hello(name: str) -> str:
     """Greet someone by name (the seeds' second task)."""
     return f"Hello, {name}!"
+
+
+@job("jobs.job_report")
+def job_report(days: int = 7) -> dict[str, dict[str, int]]:
+    """Count the jobs of the last `days` days per day and status (the seeds' weekly report)."""
+    return selectors.job_counts_by_day(days=days)

@@ -76,12 +76,9 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": env.str("REDIS_URL", default="redis://127.0.0.1:6379/0"),
-    }
-}
+# The Django cache, and beat's lock (jobs/beat.py).
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -113,7 +110,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 
 # Results in PostgreSQL through the ORM. Overridable only so the benchmark can compare rpc://.
-CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="jobs.results:UpsertDatabaseBackend")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="jobs.results:DatabaseBackend")
 # Store task name, args, kwargs and worker with each result, and record STARTED.
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_TRACK_STARTED = True
@@ -126,7 +123,13 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Beat reads the periodic tasks edited in the admin (django-celery-beat's DatabaseScheduler),
+# one beat at a time (jobs/beat.py). It looks for edits at least every 5 seconds, and a standby
+# beat takes over within BEAT_LOCK_TIMEOUT seconds of the active one dying.
+CELERY_BEAT_SCHEDULER = "jobs.beat:SingleBeatScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = 5
+BEAT_LOCK_TIMEOUT = 15
 
 # Durable queues and persistent messages survive a broker restart.
 CELERY_TASK_DEFAULT_QUEUE = "default"

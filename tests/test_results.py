@@ -13,7 +13,9 @@ class UpsertBackendTests(TestCase):
         self.backend = celery_app.backend
 
     def test_is_the_configured_result_backend(self):
-        self.assertEqual(type(self.backend).__name__, "UpsertDatabaseBackend")
+        from jobs.results import DatabaseBackend
+
+        self.assertIsInstance(self.backend, DatabaseBackend)
 
     def test_each_state_change_updates_one_row_and_keeps_the_start_time(self):
         self.backend.store_result(TASK_ID, {"pid": 1}, states.STARTED)
@@ -41,3 +43,32 @@ class UpsertBackendTests(TestCase):
         record = TaskResult.objects.get(task_id=TASK_ID)
         self.assertEqual(record.status, states.FAILURE)
         self.assertIn("bad row 7", record.result)
+
+
+class RetentionTests(TestCase):
+    def test_cleanup_deletes_only_expired_results_in_batches(self):
+        """beat's daily celery.backend_cleanup deletes results older than RESULT_RETENTION_DAYS."""
+        from datetime import timedelta
+        from unittest import mock
+
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+        from django.utils import timezone
+
+        from jobs.models import StoredTaskResult
+
+        now = timezone.now()
+        for n in range(7):
+            TaskResult.objects.create(task_id=f"old-{n}", status=states.SUCCESS)
+        TaskResult.objects.filter(task_id__startswith="old-").update(date_done=now - timedelta(days=31))
+        TaskResult.objects.create(task_id="recent", status=states.SUCCESS)
+        TaskResult.objects.create(task_id="29-days", status=states.SUCCESS)
+        TaskResult.objects.filter(task_id="29-days").update(date_done=now - timedelta(days=29))
+
+        self.assertEqual(celery_app.backend.expires, 30 * 24 * 3600)
+        with mock.patch.object(type(StoredTaskResult.objects), "delete_batch_size", 3), \
+                CaptureQueriesContext(connection) as queries:
+            celery_app.backend.cleanup()
+        deletes = [q["sql"] for q in queries if q["sql"].startswith('DELETE FROM "django_celery_results_taskresult"')]
+        self.assertEqual(len(deletes), 3)  # batches of 3, 3 and 1
+        self.assertEqual(set(TaskResult.objects.values_list("task_id", flat=True)), {"recent", "29-days"})

@@ -48,7 +48,7 @@ class EnvironmentSettingsTests(SimpleTestCase):
     def test_defaults_point_at_local_services(self):
         loaded = load_settings({"DJANGO_SECRET_KEY": "s" * 50})
         self.assertEqual(loaded["CELERY_BROKER_URL"], "amqp://guest:guest@localhost:5672//")
-        self.assertEqual(loaded["CELERY_RESULT_BACKEND"], "jobs.results:UpsertDatabaseBackend")
+        self.assertEqual(loaded["CELERY_RESULT_BACKEND"], "jobs.results:DatabaseBackend")
         self.assertEqual(loaded["DATABASES"]["default"]["NAME"], "jobs")
         self.assertEqual(loaded["CACHES"]["default"]["LOCATION"], "redis://127.0.0.1:6379/0")
 
@@ -86,5 +86,8 @@ class CeleryConfigurationTests(SimpleTestCase):
         self.assertLess(self.conf.task_soft_time_limit, self.conf.task_time_limit)
 
     def test_beat_reads_the_admin_editable_schedule(self):
-        self.assertEqual(self.conf.beat_scheduler, "django_celery_beat.schedulers:DatabaseScheduler")
+        from celery.utils.imports import symbol_by_name
+        from django_celery_beat.schedulers import DatabaseScheduler
+
+        self.assertTrue(issubclass(symbol_by_name(self.conf.beat_scheduler), DatabaseScheduler))
         self.assertEqual(self.conf.timezone, settings.TIME_ZONE)

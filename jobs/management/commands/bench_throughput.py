@@ -20,7 +20,7 @@ QUEUE = "bench"  # its own queue, so a running worker of `make run` takes none o
 OURS = "PostgreSQL (this project)"
 RPC = "rpc://"
 VARIANTS = {
-    OURS: {"CELERY_RESULT_BACKEND": "jobs.results:UpsertDatabaseBackend"},
+    OURS: {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend"},
     RPC: {"CELERY_RESULT_BACKEND": "rpc://"},
     "PostgreSQL, stock django-db backend": {"CELERY_RESULT_BACKEND": "django-db"},
     # Stock Celery: the stock backend, and a new database connection for every task.

@@ -1,0 +1,79 @@
+"""The beat scheduler: django-celery-beat's DatabaseScheduler, one at a time, at most once a slot.
+
+- One beat schedules at a time. Each beat process takes a lock in Redis that expires unless renewed
+  on every tick; a second beat (another container, a deploy overlap) waits and takes over within
+  BEAT_LOCK_TIMEOUT seconds of the first one dying.
+- A run is written to the database before its message is sent: a beat killed in between loses that
+  one run instead of sending it again after a restart or takeover; a one-off task never runs twice.
+"""
+import logging
+
+import redis
+from django.conf import settings
+from django_celery_beat.schedulers import DatabaseScheduler
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = "jobs:beat-lock"
+
+
+class SingleBeatScheduler(DatabaseScheduler):
+    standby_interval = 1.0  # seconds between a waiting beat's tries for the lock
+
+    def __init__(self, *args, **kwargs):
+        self.lock = redis.Redis.from_url(settings.REDIS_URL).lock(
+            LOCK_NAME, timeout=settings.BEAT_LOCK_TIMEOUT, thread_local=False
+        )
+        self.holds_lock = False
+        self.standing_by = False
+        super().__init__(*args, **kwargs)
+
+    def tick(self, *args, **kwargs):
+        if not self._keep_lock():
+            return self.standby_interval
+        # Come back in time to renew the lock, however far away the next run is.
+        return min(super().tick(*args, **kwargs), settings.BEAT_LOCK_TIMEOUT / 3)
+
+    def _keep_lock(self) -> bool:
+        """Renew the lock if held, else try to take it; True while this beat may schedule."""
+        try:
+            if self.holds_lock:
+                try:
+                    self.lock.reacquire()
+                    return True
+                except redis.exceptions.LockError:
+                    logger.error("beat: lost the scheduling lock; standing by.")
+                    self.holds_lock = False
+            if self.lock.acquire(blocking=False):
+                logger.info("beat: took the scheduling lock; scheduling.")
+                self.holds_lock, self.standing_by = True, False
+                # The previous holder may have sent tasks since this process read the table.
+                self._initial_read = True
+                return True
+        except redis.exceptions.RedisError as exc:
+            # Without the lock no beat can know it is the only one: send nothing until Redis is back.
+            logger.error("beat: cannot reach Redis for the scheduling lock (%s); standing by.", exc)
+            self.holds_lock = False
+            return False
+        if not self.standing_by:
+            logger.warning("beat: another beat holds the scheduling lock; standing by.")
+            self.standing_by = True
+        return False
+
+    def reserve(self, entry):
+        """Advance the entry and write the run to the database before its message is sent."""
+        new_entry = super().reserve(entry)
+        model = new_entry.model
+        type(model)._default_manager.filter(pk=model.pk).update(
+            last_run_at=model.last_run_at, total_run_count=model.total_run_count
+        )
+        self._dirty.discard(new_entry.name)
+        return new_entry
+
+    def close(self):
+        super().close()
+        if self.holds_lock:
+            try:
+                self.lock.release()
+            except redis.exceptions.RedisError:
+                pass  # it expires by itself

@@ -1,0 +1,133 @@
+"""Periodic tasks: the checks that keep a bad schedule out of the table, and how one reads.
+
+Next run times are computed by the same Celery schedule objects beat uses, so the preview in the
+admin is what beat will do, daylight-saving transitions included.
+"""
+import json
+from datetime import date, datetime, timedelta
+from datetime import timezone as dt_timezone
+
+from celery import schedules
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from .catalog import InvalidArguments, UnknownJob, find_job
+from site_config.celery import app
+
+# Every combination of weekday and date (29 February included) recurs within 28 years.
+CRONTAB_HORIZON_DAYS = 28 * 366
+
+
+def crontab_check(crontab: CrontabSchedule) -> None:
+    """Refuse a crontab with values out of range, or one that can never fire (31 February)."""
+    try:
+        parsed = schedules.crontab(
+            minute=crontab.minute, hour=crontab.hour, day_of_week=crontab.day_of_week,
+            day_of_month=crontab.day_of_month, month_of_year=crontab.month_of_year,
+        )
+    except ValueError as exc:
+        raise ValidationError(f"Invalid crontab: {exc}") from exc
+    day = date(2000, 1, 1)  # a leap year, so 29 February is tried first
+    for _ in range(CRONTAB_HORIZON_DAYS):
+        # Celery runs a crontab on days that match both the day of the month and of the week;
+        # its weeks start on Sunday (0), Python's on Monday (0).
+        if (day.month in parsed.month_of_year and day.day in parsed.day_of_month
+                and (day.weekday() + 1) % 7 in parsed.day_of_week):
+            return
+        day += timedelta(days=1)
+    raise ValidationError(
+        "This crontab never fires: no date matches its days of the month, months and days of the week "
+        "together (for example 31 February, or 30 February on any weekday)."
+    )
+
+
+def periodic_task_check(task: PeriodicTask) -> None:
+    """Refuse a periodic task whose arguments do not fit its job's declared parameters.
+
+    Tasks outside the catalog (Celery's own, such as celery.backend_cleanup) must at least be
+    registered; catalog jobs must also get arguments their type hints accept.
+    """
+    errors = {}
+    try:
+        args = json.loads(task.args or "[]")
+        if not isinstance(args, list):
+            errors["args"] = "Positional arguments must be a JSON list, e.g. [2, 3]."
+    except ValueError as exc:
+        errors["args"] = f"Not valid JSON: {exc}."
+    try:
+        kwargs = json.loads(task.kwargs or "{}")
+        if not isinstance(kwargs, dict):
+            errors["kwargs"] = 'Keyword arguments must be a JSON object, e.g. {"name": "Ada"}.'
+    except ValueError as exc:
+        errors["kwargs"] = f"Not valid JSON: {exc}."
+    if errors:
+        raise ValidationError(errors)
+    try:
+        job = find_job(task.task)
+    except UnknownJob as exc:
+        if task.task in app.tasks:
+            return
+        raise ValidationError({"task": str(exc)}) from exc
+    try:
+        job.validate_arguments(args, kwargs)
+    except InvalidArguments as exc:
+        raise ValidationError({"kwargs" if kwargs else "args": str(exc)}) from exc
+
+
+def schedule_in_words(task: PeriodicTask) -> str:
+    """'every 30 seconds', 'At 07:30, only on Monday (Asia/Shanghai)', 'once at …'."""
+    if task.interval:
+        return str(task.interval)
+    if task.crontab:
+        words = task.crontab.human_readable
+        zone = str(task.crontab.timezone)
+        return f"{words.removesuffix(zone).strip()} ({zone})"
+    if task.solar:
+        return str(task.solar)
+    if task.clocked:
+        return f"once at {timezone.localtime(task.clocked.clocked_time):%Y-%m-%d %H:%M %Z}"
+    return "no schedule"
+
+
+def next_runs(task: PeriodicTask, count: int = 5, now: datetime | None = None) -> list[datetime]:
+    """The next `count` times beat will send `task`, as beat's own schedule objects compute them."""
+    now = now or timezone.now()
+    if not task.enabled or task.scheduler is None:
+        return []
+    if task.clocked:
+        return [] if task.total_run_count else [task.clocked.clocked_time]
+    if task.expires and task.expires <= now:
+        return []
+    schedule = task.schedule
+    # A crontab's next slot is a wall-clock time in its own time zone; zoneinfo then resolves its
+    # offset, so a daily 07:30 stays 07:30 across a daylight-saving change, as it does in beat.
+    zone = getattr(schedule, "tz", None) or dt_timezone.utc
+    moment = max(filter(None, [now, task.start_time])).astimezone(zone)
+    # Intervals run `every` after the last run (or after now, when there was none yet);
+    # crontabs and solar events at their next slot after now.
+    last_run = task.last_run_at.astimezone(zone) if task.interval and task.last_run_at else moment
+    schedule.nowfun = lambda: moment
+    runs = []
+    while len(runs) < (1 if task.one_off else count):
+        if task.crontab:
+            start, delta, _ = schedule.remaining_delta(last_run)
+            upcoming = start + delta
+        else:
+            upcoming = moment + schedule.remaining_estimate(last_run)
+        upcoming = max(upcoming, moment)
+        if task.expires and upcoming >= task.expires:
+            break
+        runs.append(upcoming.astimezone(dt_timezone.utc))
+        moment = last_run = upcoming
+    return runs
+
+
+def check_periodic_task_before_save(sender, instance: PeriodicTask, **kwargs) -> None:
+    """pre_save: the same check for rows saved from code and fixtures, not only the admin."""
+    periodic_task_check(instance)
+
+
+def check_crontab_before_save(sender, instance: CrontabSchedule, **kwargs) -> None:
+    """pre_save: no crontab that can never fire, wherever it is saved from."""
+    crontab_check(instance)
