@@ -1,3 +1,5 @@
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -127,7 +129,7 @@ class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
         if not obj.pk:
             return "-"
         url = reverse("admin:django_celery_results_taskresult_changelist")
-        return format_html('<a href="{}?periodic_task_name={}">Runs</a>', url, obj.name)
+        return format_html('<a href="{}?{}">Runs</a>', url, urlencode({"periodic_task_name": obj.name}))
 
     def get_urls(self):
         extra = [

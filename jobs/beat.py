@@ -10,11 +10,16 @@ import logging
 
 import redis
 from django.conf import settings
+from django.db import connection
 from django_celery_beat.schedulers import DatabaseScheduler
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = "jobs:beat-lock"
+
+
+def lock_name() -> str:
+    """One lock per periodic-task table: beats of other databases (the tests') are independent."""
+    return f"jobs:beat-lock:{connection.settings_dict['NAME']}"
 
 
 class SingleBeatScheduler(DatabaseScheduler):
@@ -22,7 +27,7 @@ class SingleBeatScheduler(DatabaseScheduler):
 
     def __init__(self, *args, **kwargs):
         self.lock = redis.Redis.from_url(settings.REDIS_URL).lock(
-            LOCK_NAME, timeout=settings.BEAT_LOCK_TIMEOUT, thread_local=False
+            lock_name(), timeout=settings.BEAT_LOCK_TIMEOUT, thread_local=False
         )
         self.holds_lock = False
         self.standing_by = False

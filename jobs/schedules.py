@@ -4,7 +4,7 @@ Next run times are computed by the same Celery schedule objects beat uses, so th
 admin is what beat will do, daylight-saving transitions included.
 """
 import json
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from datetime import timezone as dt_timezone
 
 from celery import schedules
@@ -15,31 +15,19 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from .catalog import InvalidArguments, UnknownJob, find_job
 from site_config.celery import app
 
-# Every combination of weekday and date (29 February included) recurs within 28 years.
-CRONTAB_HORIZON_DAYS = 28 * 366
-
-
 def crontab_check(crontab: CrontabSchedule) -> None:
-    """Refuse a crontab with values out of range, or one that can never fire (31 February)."""
+    """Refuse a crontab with values out of range or a date that never comes (31 February).
+
+    Celery's own parser finds both; a combination with a day of the week always comes round.
+    """
     try:
-        parsed = schedules.crontab(
+        schedules.crontab(
             minute=crontab.minute, hour=crontab.hour, day_of_week=crontab.day_of_week,
             day_of_month=crontab.day_of_month, month_of_year=crontab.month_of_year,
         )
     except ValueError as exc:
-        raise ValidationError(f"Invalid crontab: {exc}") from exc
-    day = date(2000, 1, 1)  # a leap year, so 29 February is tried first
-    for _ in range(CRONTAB_HORIZON_DAYS):
-        # Celery runs a crontab on days that match both the day of the month and of the week;
-        # its weeks start on Sunday (0), Python's on Monday (0).
-        if (day.month in parsed.month_of_year and day.day in parsed.day_of_month
-                and (day.weekday() + 1) % 7 in parsed.day_of_week):
-            return
-        day += timedelta(days=1)
-    raise ValidationError(
-        "This crontab never fires: no date matches its days of the month, months and days of the week "
-        "together (for example 31 February, or 30 February on any weekday)."
-    )
+        message = str(exc)
+        raise ValidationError(message if message.startswith("Invalid crontab") else f"Invalid crontab: {message}") from exc
 
 
 def periodic_task_check(task: PeriodicTask) -> None:

@@ -1,4 +1,4 @@
-"""A real Celery worker for integration tests, on the real broker and the test database."""
+"""Real Celery processes for integration tests, on the real broker and the test database."""
 import os
 import socket
 import subprocess
@@ -25,14 +25,13 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: 
     raise AssertionError(f"Timed out after {timeout}s waiting for {message}")
 
 
-class Worker:
-    """`celery -A site_config worker` in a subprocess, writing results to the test database."""
+class CeleryProcess:
+    """`celery -A site_config <command>` in a subprocess, using the test database."""
 
-    def __init__(self, concurrency: int = 2, queues: str = "default"):
-        self.name = f"test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
-        self.concurrency = concurrency
-        self.queues = queues
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="worker-", suffix=".log", delete=False)
+    command: list[str]
+
+    def __init__(self):
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="celery-", suffix=".log", delete=False)
         self.process = None
 
     def start(self):
@@ -43,23 +42,22 @@ class Worker:
             "DATABASE_URL": f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{quote(db['NAME'])}",
         }
         self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "celery", "-A", "site_config", "worker",
-                "--hostname", self.name, "--concurrency", str(self.concurrency), "--queues", self.queues,
-                "--pool", "prefork", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-            ],
+            [sys.executable, "-m", "celery", "-A", "site_config", *self.command],
             cwd=settings.BASE_DIR, env=environment, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        wait_for(self._ready, timeout=60, interval=0.2, message=f"worker {self.name} to answer a ping")
+        wait_for(self._ready, timeout=60, interval=0.2, message=f"{self.command[0]} to start")
         return self
 
     def _ready(self):
         if self.process.poll() is not None:
-            raise AssertionError(f"The worker exited with {self.process.returncode}:\n{self.output()}")
-        return celery_app.control.ping(destination=[self.name], timeout=0.5)
+            raise AssertionError(f"{self.command[0]} exited with {self.process.returncode}:\n{self.output()}")
+        return self.ready()
+
+    def ready(self) -> bool:
+        raise NotImplementedError
 
     def stop(self):
-        """Warm shutdown: running tasks finish, database connections close."""
+        """Warm shutdown (SIGTERM): running tasks finish, connections close."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -68,7 +66,38 @@ class Worker:
                 self.process.kill()
                 self.process.wait()
 
+    def kill(self):
+        """SIGKILL: the process dies on the spot, as in a crash."""
+        self.process.kill()
+        self.process.wait()
+
     def output(self) -> str:
         self.log.flush()
         with open(self.log.name) as log:
             return log.read()
+
+
+class Worker(CeleryProcess):
+    def __init__(self, concurrency: int = 2, queues: str = "default"):
+        super().__init__()
+        self.name = f"test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        self.concurrency = concurrency
+        self.command = [
+            "worker", "--hostname", self.name, "--concurrency", str(concurrency), "--queues", queues,
+            "--pool", "prefork", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+        ]
+
+    def ready(self):
+        return celery_app.control.ping(destination=[self.name], timeout=0.5)
+
+
+class Beat(CeleryProcess):
+    # No pidfile: several beats run side by side from one directory.
+    command = ["beat", "--loglevel", "INFO", "--pidfile="]
+
+    def ready(self):
+        return "scheduling lock" in self.output()
+
+    @property
+    def active(self) -> bool:
+        return self.output().rfind("took the scheduling lock") > self.output().rfind("standing by")
