@@ -45,7 +45,11 @@ class CeleryProcess:
             [sys.executable, "-m", "celery", "-A", "site_config", *self.command],
             cwd=settings.BASE_DIR, env=environment, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        wait_for(self._ready, timeout=60, interval=0.2, message=f"{self.command[0]} to start")
+        try:
+            wait_for(self._ready, timeout=60, interval=0.2, message=f"{self.command[0]} to start")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _ready(self):
