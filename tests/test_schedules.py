@@ -8,7 +8,9 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.test import SimpleTestCase, TestCase
-from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_beat.models import (
+    ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule,
+)
 from django_celery_results.models import TaskResult
 
 from jobs.catalog import find_job
@@ -83,6 +85,14 @@ class NextRunsTests(SimpleTestCase):
         runs = next_runs(task, count=3, now=datetime(2026, 1, 1, 12, 0, 2, tzinfo=UTC))
         self.assertEqual([run.second for run in runs], [5, 10, 15])
         self.assertEqual(schedule_in_words(task), "every 5 seconds")
+
+    def test_solar_events(self):
+        """Sunrise in Shanghai in late November is about 06:27 local time, once a day."""
+        task = PeriodicTask(name="t", task="jobs.add", enabled=True,
+                            solar=SolarSchedule(event="sunrise", latitude=31.23, longitude=121.47))
+        runs = next_runs(task, count=3, now=datetime(2026, 11, 21, tzinfo=UTC))
+        self.assertEqual(local(runs, ZoneInfo("Asia/Shanghai")), ["11-22 06:27 CST", "11-23 06:27 CST", "11-24 06:28 CST"])
+        self.assertEqual(schedule_in_words(task), "Sunrise (31.23, 121.47)")
 
     def test_clocked_one_off_runs_once_and_disabled_tasks_never(self):
         moment = datetime(2030, 1, 1, 9, tzinfo=UTC)
