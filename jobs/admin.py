@@ -63,6 +63,8 @@ class PeriodicTaskForm(beat_admin.PeriodicTaskForm):
 
     def clean(self):
         data = super().clean()
+        if self.has_error("args") or self.has_error("kwargs"):
+            return data  # the JSON did not parse: that error says it all
         candidate = PeriodicTask(task=data.get("task"), args=data.get("args"), kwargs=data.get("kwargs"))
         try:
             schedules.periodic_task_check(candidate)

@@ -216,6 +216,11 @@ class PeriodicTaskAdminTests(TestCase):
         )
         self.assertFalse(PeriodicTask.objects.filter(name__startswith="add 2 + 3").exists())
 
+    def test_json_that_does_not_parse_is_one_clear_error(self):
+        response = self.client.post(ADD, self.form(args='["two", 3][]'))
+        self.assertEqual(response.context["adminform"].form.errors["args"],
+                         ["Unable to parse JSON: Extra data: line 1 column 11 (char 10)"])
+
     def test_a_valid_task_is_saved_and_shows_its_schedule_and_next_runs(self):
         response = self.client.post(ADD, self.form())
         self.assertEqual(response.status_code, 302)
