@@ -177,7 +177,7 @@ class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
     def _run(self, request, tasks):
         for task in tasks:
             try:
-                job = services.periodic_task_run_now(periodic_task=task)
+                job = services.periodic_task_run_now(periodic_task=task, launched_by=request.user)
             except (UnknownJob, InvalidArguments, services.JobQueueUnavailable) as exc:
                 self.message_user(request, f"{task.name}: not run. {exc}", messages.ERROR)
                 continue

@@ -9,11 +9,15 @@ import json
 from functools import cached_property
 from typing import Any, get_type_hints
 
-from celery import shared_task
+from celery import shared_task, states
+from celery.exceptions import Ignore
 from celery.contrib.django.task import DjangoTask
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from site_config.celery import app
+
+
+PROGRESS = "PROGRESS"  # the custom state of a running job that reports how far it is
 
 
 class InvalidArguments(ValueError):
@@ -46,7 +50,7 @@ class JobTask(DjangoTask):
     def arguments_model(self) -> type[BaseModel]:
         """The strict pydantic model built from the task function's signature."""
         signature = inspect.signature(self.run)
-        hints = get_type_hints(self.run)
+        hints = get_type_hints(self.run, include_extras=True)
         fields = {}
         for parameter in signature.parameters.values():
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
@@ -63,8 +67,12 @@ class JobTask(DjangoTask):
 
     @property
     def signature(self) -> str:
-        """How to call the job, e.g. 'jobs.add(x: int, y: int) -> int'."""
-        return f"{self.name}{inspect.signature(self.run)}"
+        """How to call the job, e.g. 'jobs.job_report(days: int = 7)'."""
+        parameters = []
+        for name, field in self.arguments_model.model_fields.items():
+            parameter = f"{name}: {getattr(field.annotation, '__name__', field.annotation)}"
+            parameters.append(parameter if field.is_required() else f"{parameter} = {field.default!r}")
+        return f"{self.name}({', '.join(parameters)})"
 
     @property
     def description(self) -> str:
@@ -107,8 +115,21 @@ class JobTask(DjangoTask):
 
     def __call__(self, *args, **kwargs):
         arguments = self.validate_arguments(args, kwargs)
+        if self.request.id and not self.request.is_eager and self._cancelled():
+            # Cancelled while queued, and this worker missed the revoke broadcast.
+            self.update_state(state=states.REVOKED, meta={"exc_type": "TaskRevokedError", "exc_message": ["cancelled"]})
+            raise Ignore()
         # Fields, not model_dump(): nested models and datetimes reach the function as such.
         return super().__call__(**{name: getattr(arguments, name) for name in arguments.model_fields})
+
+    def _cancelled(self) -> bool:
+        from .models import JobRecord
+
+        return JobRecord.objects.filter(result__task_id=self.request.id, cancelled_at__isnull=False).exists()
+
+    def report_progress(self, current: int, total: int, message: str = "") -> None:
+        """Record how far the running job is; pages and the API show it as a progress bar."""
+        self.update_state(state=PROGRESS, meta={"current": current, "total": total, "message": message})
 
 
 def job(name: str, **task_options):

@@ -2,6 +2,7 @@
 import json
 import secrets
 import uuid
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -9,14 +10,18 @@ from celery import states
 from celery.utils.saferepr import saferepr
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import ModelEntry
 from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
 
+from site_config.celery import app as celery_app
+
 from .catalog import find_job
-from .models import ApiToken
+from .models import ApiToken, JobAction, JobRecord
+from .results import DatabaseBackend
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -25,13 +30,19 @@ class JobQueueUnavailable(RuntimeError):
     """The broker refused or could not be reached; the job was recorded as failed, not queued."""
 
 
+class JobNotCancellable(ValueError):
+    """The job already ended."""
+
+
 def job_launch(
     *,
     name: str,
     args: list | tuple = (),
     kwargs: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
-    periodic_task_name: str | None = None,
+    launched_by: AbstractBaseUser | None = None,
+    origin: str = JobRecord.Origin.CODE,
+    retry_of: JobRecord | None = None,
 ) -> TaskResult:
     """Validate and record a job as PENDING, and enqueue it once the transaction commits.
 
@@ -41,24 +52,49 @@ def job_launch(
     """
     job = find_job(name)
     arguments = job.json_arguments(args, kwargs)
+    options = options or {}
     task_id = str(uuid.uuid4())
     with transaction.atomic():
-        record = TaskResult.objects.create(
-            task_id=task_id,
-            task_name=job.name,
-            status=states.PENDING,
-            # Encoded as the worker will store them once it picks the job up.
-            task_args=json.dumps(saferepr(())),
-            task_kwargs=json.dumps(saferepr(arguments)),
-            content_type="application/json",
-            content_encoding="utf-8",
-            periodic_task_name=periodic_task_name,
+        record = _job_record_create(
+            task_id=task_id, task_name=job.name, args=[], kwargs=arguments,
+            queue=options.get("queue") or _routed_queue(job.name),
+            periodic_task_name=(options.get("headers") or {}).get("periodic_task_name"),
+            launched_by=launched_by, origin=origin, retry_of=retry_of,
         )
-        transaction.on_commit(lambda: _publish(job, task_id, arguments, options or {}))
+        transaction.on_commit(lambda: _publish(job, task_id, arguments, options))
     return record
 
 
+def _routed_queue(task_name: str) -> str:
+    return celery_app.amqp.router.route({}, task_name)["queue"].name
+
+
+def _job_record_create(*, task_id, task_name, args, kwargs, queue, periodic_task_name, launched_by=None,
+                       origin=JobRecord.Origin.CODE, retry_of=None) -> TaskResult:
+    record = TaskResult.objects.create(
+        task_id=task_id,
+        task_name=task_name,
+        status=states.PENDING,
+        # Encoded as the worker will store them once it picks the job up.
+        task_args=json.dumps(saferepr(tuple(args))),
+        task_kwargs=json.dumps(saferepr(kwargs)),
+        content_type="application/json",
+        content_encoding="utf-8",
+        periodic_task_name=periodic_task_name,
+    )
+    JobRecord.objects.create(
+        result=record, launched_by=launched_by, origin=origin, queue=queue, retry_of=retry_of,
+        arguments={"args": list(args), "kwargs": kwargs},
+    )
+    return record
+
+
+# The id job_launch is publishing: it recorded that job itself, with more than a message tells.
+_publishing: ContextVar[str | None] = ContextVar("publishing", default=None)
+
+
 def _publish(job, task_id: str, arguments: dict[str, Any], options: dict[str, Any]) -> None:
+    token = _publishing.set(task_id)
     try:
         job.apply_async(kwargs=arguments, task_id=task_id, **options)
     except OperationalError as exc:
@@ -69,6 +105,68 @@ def _publish(job, task_id: str, arguments: dict[str, Any], options: dict[str, An
             date_done=timezone.now(),
         )
         raise JobQueueUnavailable(f"The job queue is unavailable ({exc}); job {task_id} was not enqueued.") from exc
+    finally:
+        _publishing.reset(token)
+
+
+def job_record_published(sender: str, headers: dict, body, routing_key: str, **kwargs) -> None:
+    """before_task_publish: record PENDING the jobs beat and code send, before they can run."""
+    task = celery_app.tasks.get(sender)
+    if (
+        headers["id"] == _publishing.get()
+        or headers.get("retries")  # a retry of a recorded job: same id, same row
+        or task is None
+        or task.ignore_result  # no final state would ever replace PENDING
+        or not isinstance(celery_app.backend, DatabaseBackend)
+    ):
+        return
+    args, kwargs, _ = body
+    periodic_task_name = headers.get("periodic_task_name")
+    with transaction.atomic():
+        _job_record_create(
+            task_id=headers["id"], task_name=sender, args=args, kwargs=kwargs, queue=routing_key,
+            periodic_task_name=periodic_task_name,
+            origin=JobRecord.Origin.SCHEDULE if periodic_task_name else JobRecord.Origin.CODE,
+        )
+
+
+def job_record_retried(sender, request, reason, **kwargs) -> None:
+    """task_retry (on the worker): count the attempt and keep the error that caused it."""
+    JobRecord.objects.filter(result__task_id=request.id).update(attempts=F("attempts") + 1, last_error=str(reason))
+
+
+def job_retry(*, record: JobRecord, user: AbstractBaseUser) -> TaskResult:
+    """Launch a job again with the same arguments, linked to the original, and audit it."""
+    arguments = record.arguments
+    with transaction.atomic():
+        retried = job_launch(
+            name=record.result.task_name, args=arguments.get("args", []), kwargs=arguments.get("kwargs", {}),
+            options={"queue": record.queue} if record.queue else None,
+            launched_by=user, origin=JobRecord.Origin.RETRY, retry_of=record,
+        )
+        JobAction.objects.create(job=record, kind=JobAction.Kind.RETRY, actor=user, detail=f"as {retried.task_id}")
+    return retried
+
+
+def job_cancel(*, record: JobRecord, user: AbstractBaseUser) -> None:
+    """Cancel a job: a queued one never starts, a running one is stopped (SIGTERM), and it ends REVOKED."""
+    result = record.result
+    if result.status in states.READY_STATES:
+        raise JobNotCancellable(f"Job {result.task_id} already ended ({result.status}); there is nothing to cancel.")
+    running = result.status not in (states.PENDING, states.RECEIVED)
+    now = timezone.now()
+    with transaction.atomic():
+        JobRecord.objects.filter(pk=record.pk).update(cancelled_by=user, cancelled_at=now)
+        TaskResult.objects.filter(pk=result.pk).update(
+            status=states.REVOKED, date_done=now,
+            result=json.dumps({"exc_type": "TaskRevokedError", "exc_message": [f"cancelled by {user}"]}),
+        )
+        JobAction.objects.create(
+            job=record, kind=JobAction.Kind.CANCEL, actor=user, detail="stopped while running" if running else "dequeued"
+        )
+    # Workers drop a revoked job when it reaches them and stop it if it runs; a worker that was
+    # not listening still skips it, because it checks cancelled_at before running (JobTask).
+    celery_app.control.revoke(result.task_id, terminate=running, signal="SIGTERM")
 
 
 def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
@@ -90,11 +188,12 @@ def api_token_authenticate(*, key: str) -> AbstractBaseUser | None:
     return token.user
 
 
-def periodic_task_run_now(*, periodic_task: PeriodicTask) -> TaskResult:
+def periodic_task_run_now(*, periodic_task: PeriodicTask, launched_by: AbstractBaseUser | None = None) -> TaskResult:
     """Launch a periodic task's job now, with the arguments and options beat would send it with."""
     # Beat's own reading of the row: args, kwargs, queue, exchange, routing key, priority,
     # expiry and headers, including the periodic_task_name that tags its results.
     entry = ModelEntry(PeriodicTask.objects.get(pk=periodic_task.pk))
     return job_launch(
-        name=entry.task, args=entry.args, kwargs=entry.kwargs, options=entry.options, periodic_task_name=entry.name
+        name=entry.task, args=entry.args, kwargs=entry.kwargs, options=entry.options,
+        launched_by=launched_by, origin=JobRecord.Origin.SCHEDULE,
     )

@@ -89,7 +89,7 @@ class BadLaunchTests(ApiTestCase):
 
     def test_unknown_task_lists_the_valid_ones(self):
         response = self.launch({"task": "jobs.nope"})
-        self.assertRefused(response, 422, "Unknown job 'jobs.nope'. Launchable jobs: jobs.add, jobs.job_report, jobs.say_hello.")
+        self.assertRefused(response, 422, "Unknown job 'jobs.nope'. Launchable jobs: jobs.add, jobs.countdown, jobs.job_report, jobs.say_hello.")
 
     def test_wrong_argument_types_are_named(self):
         response = self.launch({"task": "jobs.add", "args": ["4", 4]})
@@ -184,6 +184,6 @@ class OpenApiTests(TestCase):
 class CatalogEndpointTests(ApiTestCase):
     def test_lists_launchable_jobs_with_their_argument_schema(self):
         entries = {entry["name"]: entry for entry in self.get("/api/jobs/catalog/").json()}
-        self.assertEqual(set(entries), {"jobs.add", "jobs.job_report", "jobs.say_hello"})
+        self.assertEqual(set(entries), {"jobs.add", "jobs.countdown", "jobs.job_report", "jobs.say_hello"})
         self.assertEqual(entries["jobs.add"]["description"], "Add two integers (the seeds' first task).")
         self.assertEqual(entries["jobs.say_hello"]["arguments"]["properties"]["name"]["type"], "string")

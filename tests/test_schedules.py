@@ -204,8 +204,8 @@ class PeriodicTaskAdminTests(TestCase):
     def test_jobs_are_picked_from_the_catalog(self):
         response = self.client.get(ADD)
         choices = [value for value, _ in response.context["adminform"].form.fields["regtask"].choices]
-        self.assertEqual(choices, ["", "jobs.add", "jobs.job_report", "jobs.say_hello"])
-        self.assertContains(response, "jobs.add(x: int, y: int) -&gt; int — Add two integers")
+        self.assertEqual(choices, ["", "jobs.add", "jobs.countdown", "jobs.job_report", "jobs.say_hello"])
+        self.assertContains(response, "jobs.add(x: int, y: int) — Add two integers")
 
     def test_wrong_arguments_are_a_form_error_and_nothing_is_saved(self):
         response = self.client.post(ADD, self.form(args='["two", 3]'))
