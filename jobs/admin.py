@@ -17,6 +17,7 @@ from django_celery_results.models import TaskResult
 from . import schedules, services
 from .catalog import InvalidArguments, UnknownJob, catalog
 from .models import ApiToken
+from .results_admin import TaskResultAdmin  # noqa: F401  (registers the results admin)
 
 
 @admin.register(ApiToken)

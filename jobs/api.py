@@ -2,7 +2,6 @@
 from datetime import datetime
 from typing import Any
 
-from celery import states
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
@@ -16,6 +15,7 @@ from pydantic import ConfigDict, Field
 
 from . import selectors, services
 from .catalog import InvalidArguments, UnknownJob, catalog
+from .models import JobRecord
 
 
 class BearerToken(HttpBearer):
@@ -103,16 +103,39 @@ class JobIn(Schema):
     kwargs: dict[str, Any] = Field(default={}, description="Arguments by name.")
 
 
+class ProgressOut(Schema):
+    current: int | None
+    total: int | None
+    percent: float | None = Field(description="0-100, or null while unknown.")
+    message: str
+
+
 class JobOut(Schema):
     id: str
     task: str
-    status: str = Field(description="Celery's state: PENDING, STARTED, RETRY, SUCCESS, FAILURE or REVOKED.")
+    status: str = Field(description="PENDING, STARTED, PROGRESS, RETRY, SUCCESS, FAILURE or REVOKED.")
     url: str = Field(description="This job's status URL.")
     result: Any = Field(description="The return value, once the job succeeded.")
-    error: str | None = Field(description="The error message, once the job failed.")
+    error: str | None = Field(description="The error message, once the job failed or was cancelled.")
+    progress: ProgressOut
+    arguments: dict[str, Any] | None = Field(description='{"args": [...], "kwargs": {...}} as launched.')
+    queue: str | None
+    worker: str | None
+    launched_by: str | None
+    origin: str | None = Field(description="api, page, schedule, retry or code.")
+    periodic_task: str | None
+    attempt: int
+    last_error: str
+    retry_of: str | None
+    retried_as: list[str]
     created_at: datetime
     started_at: datetime | None
     done_at: datetime | None
+
+
+class JobPageOut(Schema):
+    items: list[JobOut]
+    next: str | None = Field(description="The next page's URL, or null on the last page.")
 
 
 class CatalogEntryOut(Schema):
@@ -122,32 +145,25 @@ class CatalogEntryOut(Schema):
 
 
 def job_out(request: HttpRequest, record) -> dict[str, Any]:
-    result, error_message = selectors.job_outcome(record)
-    return {
-        "id": record.task_id,
-        "task": record.task_name,
-        "status": record.status,
-        "url": request.build_absolute_uri(reverse("api:job_detail", args=[record.task_id])),
-        "result": result,
-        "error": error_message,
-        "created_at": record.date_created,
-        "started_at": record.date_started,
-        "done_at": record.date_done if record.status in states.READY_STATES else None,
-    }
+    url = request.build_absolute_uri(reverse("api:job_detail", args=[record.task_id]))
+    return {**selectors.job_details(record), "url": url}
 
 
 @api.post("/jobs/", response={202: JobOut, 422: ErrorOut, 503: ErrorOut}, url_name="job_create")
 def job_create(request, payload: JobIn, response: HttpResponse):
     """Launch a job from the catalog; it is enqueued once recorded, and runs on a worker."""
     try:
-        record = services.job_launch(name=payload.task, args=payload.args, kwargs=payload.kwargs)
+        record = services.job_launch(
+            name=payload.task, args=payload.args, kwargs=payload.kwargs,
+            launched_by=request.user, origin=JobRecord.Origin.API,
+        )
     except UnknownJob as exc:
         return error(request, 422, str(exc), [{"field": "task", "message": str(exc)}])
     except InvalidArguments as exc:
         return error(request, 422, str(exc), exc.errors)
     except services.JobQueueUnavailable as exc:
         return error(request, 503, f"{exc} Try again shortly.")
-    body = job_out(request, record)
+    body = job_out(request, selectors.job_get(job_id=record.task_id, user=request.user))
     response["Location"] = body["url"]
     return 202, body
 
@@ -165,10 +181,35 @@ def job_catalog(request):
     ]
 
 
+PAGE_SIZE = 50
+
+
+@api.get("/jobs/", response={200: JobPageOut, 422: ErrorOut}, url_name="job_list")
+def job_list(request, status: str | None = None, task: str | None = None, page: int = 1):
+    """Your jobs (staff: everyone's), newest first, 50 a page, filtered by status and job name."""
+    if status is not None and status not in selectors.STATES:
+        return error(request, 422, f"Unknown status {status!r}. Use one of: {', '.join(selectors.STATES)}.")
+    if page < 1:
+        return error(request, 422, "page starts at 1.")
+    jobs = selectors.jobs_visible_to(user=request.user)
+    if status:
+        jobs = jobs.filter(status=status)
+    if task:
+        jobs = jobs.filter(task_name=task)
+    # One row more than a page tells whether there is a next page, without counting them all.
+    rows = list(jobs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
+    next_url = None
+    if len(rows) > PAGE_SIZE:
+        query = request.GET.copy()
+        query["page"] = page + 1
+        next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+    return {"items": [job_out(request, record) for record in rows[:PAGE_SIZE]], "next": next_url}
+
+
 @api.get("/jobs/{job_id}/", response={200: JobOut, 404: ErrorOut}, url_name="job_detail")
 def job_detail(request, job_id: str):
-    """A job's state, result or error, and timings."""
-    record = selectors.job_get(job_id=job_id)
+    """A job's state, progress, result or error, timings and history. Only your own, unless staff."""
+    record = selectors.job_get(job_id=job_id, user=request.user)
     if record is None:
         return error(request, 404, f"No job with id {job_id!r}.")
     return job_out(request, record)

@@ -46,6 +46,8 @@ class UnknownJob(LookupError):
 class JobTask(DjangoTask):
     """Base class of launchable jobs: validates arguments against the type hints on every run."""
 
+    do_not_call_in_templates = True  # a task is callable; templates read its attributes
+
     @cached_property
     def arguments_model(self) -> type[BaseModel]:
         """The strict pydantic model built from the task function's signature."""

@@ -155,3 +155,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 
 # Tests run against their own database and their own RabbitMQ virtual host (tests/runner.py).
 TEST_RUNNER = "tests.runner.TestRunner"
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "jobs:list"
+LOGOUT_REDIRECT_URL = "login"

@@ -8,6 +8,7 @@ from django_celery_results.models import TaskResult
 
 from jobs.services import api_token_create
 from jobs.catalog import find_job
+from jobs.models import JobRecord
 
 
 class ApiTestCase(TestCase):
@@ -154,8 +155,13 @@ class JobDetailTests(ApiTestCase):
                 self.assertEqual(response.status_code, 404)
                 self.assertIn("No job with id", response.json()["detail"])
 
+    def own(self, user=None, **fields) -> TaskResult:
+        record = TaskResult.objects.create(**fields)
+        JobRecord.objects.create(result=record, launched_by=user or self.user, arguments={"args": [4, 4], "kwargs": {}})
+        return record
+
     def test_success_shows_result_and_timings(self):
-        record = TaskResult.objects.create(
+        record = self.own(
             task_id="6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f11", task_name="jobs.add", status=states.SUCCESS, result="8"
         )
         body = self.get(f"/api/jobs/{record.task_id}/").json()
@@ -164,7 +170,7 @@ class JobDetailTests(ApiTestCase):
 
     def test_failure_shows_the_error_message(self):
         result = json.dumps({"exc_type": "ValueError", "exc_message": ["no such customer"], "exc_module": "builtins"})
-        record = TaskResult.objects.create(
+        record = self.own(
             task_id="6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f12", task_name="jobs.add", status=states.FAILURE, result=result
         )
         body = self.get(f"/api/jobs/{record.task_id}/").json()
@@ -172,6 +178,49 @@ class JobDetailTests(ApiTestCase):
 
     def test_anonymous_is_refused(self):
         self.assertEqual(self.client.get("/api/jobs/6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f10/").status_code, 401)
+
+    def test_other_peoples_jobs_are_404_and_staff_see_all(self):
+        bob = User.objects.create_user("bob")
+        record = self.own(user=bob, task_id="6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f13", task_name="jobs.add")
+        self.assertEqual(self.get(f"/api/jobs/{record.task_id}/").status_code, 404)
+        User.objects.filter(pk=self.user.pk).update(is_staff=True)
+        body = self.get(f"/api/jobs/{record.task_id}/").json()
+        self.assertEqual((body["launched_by"], body["arguments"]), ("bob", {"args": [4, 4], "kwargs": {}}))
+
+    def test_progress_is_reported_while_running(self):
+        meta = json.dumps({"current": 3, "total": 12, "message": "9 s to go"})
+        record = self.own(task_id="6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f14", task_name="jobs.countdown",
+                          status="PROGRESS", result=meta)
+        self.assertEqual(self.get(f"/api/jobs/{record.task_id}/").json()["progress"],
+                         {"current": 3, "total": 12, "percent": 25.0, "message": "9 s to go"})
+
+
+class JobListTests(ApiTestCase):
+    def test_lists_only_my_jobs_newest_first_with_filters_and_pages(self):
+        from jobs import api
+
+        bob = User.objects.create_user("bob")
+        with self.captureOnCommitCallbacks():
+            mine = [self.post_job({"task": "jobs.add", "args": [n, n]}).json()["id"] for n in range(3)]
+            self.post_job({"task": "jobs.say_hello", "args": ["Ada"]})
+        JobRecord.objects.create(result=TaskResult.objects.create(task_id="bobs", task_name="jobs.add"), launched_by=bob)
+
+        body = self.get("/api/jobs/?task=jobs.add").json()
+        self.assertEqual([job["id"] for job in body["items"]], mine[::-1])
+        self.assertIsNone(body["next"])
+        self.assertEqual(len(self.get("/api/jobs/").json()["items"]), 4)
+        self.assertEqual(self.get("/api/jobs/?status=SUCCESS").json()["items"], [])
+
+        with mock.patch.object(api, "PAGE_SIZE", 2):
+            first = self.get("/api/jobs/").json()
+            self.assertEqual(first["next"], "http://testserver/api/jobs/?page=2")
+            second = self.get(first["next"]).json()
+        self.assertEqual((len(first["items"]), len(second["items"]), second["next"]), (2, 2, None))
+
+    def test_unknown_status_is_a_clear_error(self):
+        response = self.get("/api/jobs/?status=DONE")
+        self.assertEqual(response.status_code, 422)
+        self.assertIn("Unknown status 'DONE'. Use one of: PENDING, STARTED, PROGRESS", response.json()["detail"])
 
 
 class OpenApiTests(TestCase):

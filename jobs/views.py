@@ -1,0 +1,107 @@
+"""Pages for the people who launch jobs: their jobs, a form to launch one, a job's live page."""
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from . import selectors, services
+from .catalog import InvalidArguments, UnknownJob, catalog, find_job
+from .forms import arguments_form_class
+from .models import JobRecord
+
+PAGE_SIZE = 50
+
+
+def _visible_job(request, job_id: str):
+    record = selectors.job_get(job_id=job_id, user=request.user)
+    if record is None:
+        raise Http404("No such job, or not yours.")
+    return record
+
+
+@login_required
+def job_list(request):
+    """The signed-in user's jobs (staff: everyone's), newest first, filtered by status and job."""
+    status, task = request.GET.get("status", ""), request.GET.get("task", "")
+    page = int(request.GET["page"]) if request.GET.get("page", "").isdigit() and int(request.GET["page"]) > 0 else 1
+    jobs = selectors.jobs_visible_to(user=request.user)
+    if status:
+        jobs = jobs.filter(status=status)
+    if task:
+        jobs = jobs.filter(task_name=task)
+    # A row more than a page says whether another page follows, without counting every job.
+    rows = list(jobs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
+    return render(request, "jobs/job_list.html", {
+        "jobs": [selectors.job_details(record) for record in rows[:PAGE_SIZE]],
+        "statuses": selectors.STATES, "tasks": list(catalog()), "status": status, "task": task,
+        "page": page, "has_next": len(rows) > PAGE_SIZE,
+    })
+
+
+@login_required
+def job_new(request):
+    """Pick a job, fill in its arguments (a form built from its types), launch it."""
+    name = request.POST.get("job") or request.GET.get("job")
+    if not name:
+        return render(request, "jobs/job_new.html", {"jobs": catalog().values()})
+    try:
+        job = find_job(name)
+    except UnknownJob as exc:
+        messages.error(request, str(exc))
+        return redirect("jobs:new")
+    form = arguments_form_class(job)(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            record = services.job_launch(
+                name=job.name, kwargs=form.cleaned_data, launched_by=request.user, origin=JobRecord.Origin.PAGE
+            )
+        except InvalidArguments as exc:
+            for error in exc.errors:
+                form.add_error(error["field"] if error["field"] in form.fields else None, error["message"])
+        except services.JobQueueUnavailable as exc:
+            form.add_error(None, f"{exc} Try again shortly.")
+        else:
+            return redirect("jobs:detail", record.task_id)
+    return render(request, "jobs/job_new.html", {"job": job, "form": form})
+
+
+@login_required
+def job_detail(request, job_id: str):
+    """A job's status, live progress, result or error, timings and history."""
+    record = _visible_job(request, job_id)
+    job = selectors.job_details(record)
+    return render(request, "jobs/job_detail.html", {
+        "job": job,
+        "can_retry": request.user.has_perm("jobs.retry_job") and hasattr(record, "job"),
+        "can_cancel": request.user.has_perm("jobs.cancel_job") and job["done_at"] is None and hasattr(record, "job"),
+    })
+
+
+@login_required
+@require_POST
+def job_retry(request, job_id: str):
+    """Launch the job again with the same arguments (needs the 'Can retry jobs' permission)."""
+    if not request.user.has_perm("jobs.retry_job"):
+        raise PermissionDenied
+    record = _visible_job(request, job_id)
+    retried = services.job_retry(record=record.job, user=request.user)
+    messages.success(request, f"Retrying job {record.task_id} as {retried.task_id}.")
+    return redirect("jobs:detail", retried.task_id)
+
+
+@login_required
+def job_cancel(request, job_id: str):
+    """Confirm, then cancel the job (needs the 'Can cancel jobs' permission)."""
+    if not request.user.has_perm("jobs.cancel_job"):
+        raise PermissionDenied
+    record = _visible_job(request, job_id)
+    if request.method == "POST":
+        try:
+            services.job_cancel(record=record.job, user=request.user)
+            messages.success(request, f"Cancelled job {record.task_id}.")
+        except services.JobNotCancellable as exc:
+            messages.error(request, str(exc))
+        return redirect("jobs:detail", record.task_id)
+    return render(request, "jobs/job_cancel.html", {"job": selectors.job_details(record)})

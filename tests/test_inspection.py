@@ -1,0 +1,218 @@
+"""A job's life recorded beside TaskResult; retry and cancel with permissions and an audit trail."""
+import json
+from unittest import mock
+
+from celery import states
+from django.contrib.auth.models import Permission, User
+from django.test import TestCase
+from django_celery_results.models import TaskResult
+
+from jobs import services
+from jobs.catalog import find_job
+from jobs.models import JobAction, JobRecord
+from site_config import celery_app
+
+
+def grant(user: User, *codenames: str) -> User:
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return User.objects.get(pk=user.pk)  # a fresh instance: permissions are cached per instance
+
+
+class JobRecordTests(TestCase):
+    def setUp(self):
+        self.alice = User.objects.create_user("alice")
+
+    def launch(self, **kwargs) -> TaskResult:
+        with self.captureOnCommitCallbacks():
+            return services.job_launch(name="jobs.add", args=[1, 2], launched_by=self.alice, **kwargs)
+
+    def test_launch_records_who_from_where_with_what_on_which_queue(self):
+        record = self.launch(origin=JobRecord.Origin.PAGE)
+        job = record.job
+        self.assertEqual(record.status, states.PENDING)
+        self.assertEqual((job.launched_by, job.origin, job.queue), (self.alice, "page", "default"))
+        self.assertEqual(job.arguments, {"args": [], "kwargs": {"x": 1, "y": 2}})
+
+    def test_jobs_sent_from_code_or_beat_are_recorded_when_published(self):
+        """before_task_publish writes the PENDING row, whoever sends the message."""
+        with mock.patch("kombu.messaging.Producer.publish"):
+            sent = find_job("jobs.add").apply_async(args=[5, 6])
+            scheduled = find_job("jobs.add").apply_async(kwargs={"x": 1, "y": 1}, headers={"periodic_task_name": "nightly"})
+        record = TaskResult.objects.get(task_id=sent.id)
+        self.assertEqual((record.status, record.job.origin, record.job.queue), ("PENDING", "code", "default"))
+        self.assertEqual(record.job.arguments, {"args": [5, 6], "kwargs": {}})
+        scheduled_record = TaskResult.objects.get(task_id=scheduled.id)
+        self.assertEqual((scheduled_record.job.origin, scheduled_record.periodic_task_name), ("schedule", "nightly"))
+
+    def test_each_state_transition_is_stored_on_the_same_row(self):
+        record = self.launch()
+        backend = celery_app.backend
+        seen = []
+        for state, value in ((states.STARTED, {"pid": 1}), ("PROGRESS", {"current": 1, "total": 2, "message": ""}),
+                             (states.RETRY, ValueError("flaky")), (states.STARTED, {"pid": 2}), (states.SUCCESS, 3)):
+            backend.store_result(record.task_id, value, state)
+            seen.append(TaskResult.objects.get(task_id=record.task_id).status)
+        self.assertEqual(seen, ["STARTED", "PROGRESS", "RETRY", "STARTED", "SUCCESS"])
+        self.assertEqual(TaskResult.objects.count(), 1)
+        self.assertEqual(JobRecord.objects.get().arguments["kwargs"], {"x": 1, "y": 2})
+
+    def test_a_retry_counts_the_attempt_and_keeps_the_error(self):
+        record = self.launch()
+        services.job_record_retried(sender=None, request=mock.Mock(id=record.task_id), reason=ValueError("503 from API"))
+        job = JobRecord.objects.get()
+        self.assertEqual((job.attempts, job.last_error), (2, "503 from API"))
+
+
+class RetryAndCancelTests(TestCase):
+    def setUp(self):
+        self.alice = User.objects.create_user("alice")
+        self.operator = grant(User.objects.create_user("ops", is_staff=True), "retry_job", "cancel_job", "view_taskresult")
+        with self.captureOnCommitCallbacks():
+            self.record = services.job_launch(name="jobs.add", args=[1, 2], launched_by=self.alice)
+
+    def test_retry_links_both_ways_and_is_audited(self):
+        TaskResult.objects.filter(pk=self.record.pk).update(status=states.FAILURE)
+        with self.captureOnCommitCallbacks():
+            retried = services.job_retry(record=self.record.job, user=self.operator)
+        self.assertEqual(retried.job.retry_of, self.record.job)
+        self.assertEqual(list(self.record.job.retried_as.all()), [retried.job])
+        self.assertEqual((retried.job.origin, retried.job.launched_by), ("retry", self.operator))
+        self.assertEqual(retried.job.arguments, self.record.job.arguments)
+        action = JobAction.objects.get()
+        self.assertEqual((action.kind, action.actor, action.detail), ("retry", self.operator, f"as {retried.task_id}"))
+
+    def test_cancel_a_queued_job(self):
+        with mock.patch.object(celery_app.control, "revoke") as revoke:
+            services.job_cancel(record=self.record.job, user=self.operator)
+        revoke.assert_called_once_with(self.record.task_id, terminate=False, signal="SIGTERM")
+        self.record.refresh_from_db()
+        self.assertEqual(self.record.status, states.REVOKED)
+        self.assertEqual(self.record.job.cancelled_by, self.operator)
+        self.assertEqual(JobAction.objects.get().detail, "dequeued")
+
+    def test_cancel_a_running_job_terminates_it(self):
+        TaskResult.objects.filter(pk=self.record.pk).update(status=states.STARTED)
+        self.record.refresh_from_db()
+        with mock.patch.object(celery_app.control, "revoke") as revoke:
+            services.job_cancel(record=self.record.job, user=self.operator)
+        revoke.assert_called_once_with(self.record.task_id, terminate=True, signal="SIGTERM")
+        self.assertEqual(JobAction.objects.get().detail, "stopped while running")
+
+    def test_a_finished_job_cannot_be_cancelled(self):
+        TaskResult.objects.filter(pk=self.record.pk).update(status=states.SUCCESS)
+        self.record.refresh_from_db()
+        with self.assertRaisesMessage(services.JobNotCancellable, "already ended (SUCCESS)"):
+            services.job_cancel(record=self.record.job, user=self.operator)
+
+    def test_a_worker_that_missed_the_revoke_skips_a_cancelled_job(self):
+        """The worker checks the record before running: cancelled while queued means never run."""
+        with mock.patch.object(celery_app.control, "revoke"):
+            services.job_cancel(record=self.record.job, user=self.operator)
+        from celery.exceptions import Ignore
+
+        add = find_job("jobs.add")
+        add.push_request(id=self.record.task_id, is_eager=False)  # as the worker's tracer does
+        self.addCleanup(add.pop_request)
+        with mock.patch.object(add, "run") as run, mock.patch.object(add, "update_state") as update_state, \
+                self.assertRaises(Ignore):
+            add(x=1, y=2)
+        self.assertEqual(run.call_count, 0)
+        self.assertEqual(update_state.call_args.kwargs["state"], states.REVOKED)
+
+
+class PermissionTests(TestCase):
+    """Retry and Cancel need their own permissions, on the pages and in the admin."""
+
+    def setUp(self):
+        self.alice = User.objects.create_user("alice")
+        with self.captureOnCommitCallbacks():
+            self.record = services.job_launch(name="jobs.add", args=[1, 2], launched_by=self.alice)
+
+    def test_pages_refuse_without_permission(self):
+        self.client.force_login(self.alice)
+        page = self.client.get(f"/jobs/{self.record.task_id}/")
+        self.assertNotContains(page, "Retry</button>")
+        self.assertNotContains(page, "Cancel…")
+        self.assertEqual(self.client.post(f"/jobs/{self.record.task_id}/retry/").status_code, 403)
+        self.assertEqual(self.client.post(f"/jobs/{self.record.task_id}/cancel/").status_code, 403)
+        self.assertFalse(JobAction.objects.exists())
+
+    def test_pages_allow_with_permission(self):
+        self.client.force_login(grant(self.alice, "retry_job", "cancel_job"))
+        page = self.client.get(f"/jobs/{self.record.task_id}/")
+        self.assertContains(page, "Retry</button>")
+        confirmation = self.client.get(f"/jobs/{self.record.task_id}/cancel/")
+        self.assertContains(confirmation, "The job is queued: it will not start.")
+        with mock.patch.object(celery_app.control, "revoke"):
+            self.client.post(f"/jobs/{self.record.task_id}/cancel/")
+        self.assertEqual(TaskResult.objects.get(pk=self.record.pk).status, states.REVOKED)
+        with self.captureOnCommitCallbacks():
+            response = self.client.post(f"/jobs/{self.record.task_id}/retry/")
+        retried = JobRecord.objects.get(retry_of=self.record.job)
+        self.assertRedirects(response, f"/jobs/{retried.result.task_id}/", fetch_redirect_response=False)
+        self.assertEqual(list(JobAction.objects.values_list("kind", flat=True)), ["retry", "cancel"])
+
+    def test_admin_actions_need_the_permissions(self):
+        viewer = grant(User.objects.create_user("viewer", is_staff=True), "view_taskresult")
+        self.client.force_login(viewer)
+        changelist = self.client.get("/admin/django_celery_results/taskresult/")
+        self.assertNotContains(changelist, "retry_jobs")
+        response = self.client.post("/admin/django_celery_results/taskresult/",
+                                    {"action": "retry_jobs", "_selected_action": [self.record.pk]})
+        self.assertFalse(JobRecord.objects.filter(retry_of__isnull=False).exists())
+        self.assertEqual(self.client.post(f"/admin/django_celery_results/taskresult/{self.record.pk}/retry/").status_code, 403)
+
+        self.client.force_login(grant(viewer, "retry_job", "cancel_job"))
+        with self.captureOnCommitCallbacks():
+            self.client.post(f"/admin/django_celery_results/taskresult/{self.record.pk}/retry/")
+        self.assertTrue(JobRecord.objects.filter(retry_of=self.record.job).exists())
+        confirm = self.client.post("/admin/django_celery_results/taskresult/",
+                                   {"action": "cancel_jobs", "_selected_action": [self.record.pk]})
+        self.assertContains(confirm, "Cancel 1 job?")
+        self.assertEqual(TaskResult.objects.get(pk=self.record.pk).status, states.PENDING)
+        with mock.patch.object(celery_app.control, "revoke"):
+            self.client.post("/admin/django_celery_results/taskresult/",
+                             {"action": "cancel_jobs", "_selected_action": [self.record.pk], "confirm": "yes"})
+        self.assertEqual(TaskResult.objects.get(pk=self.record.pk).status, states.REVOKED)
+        self.assertEqual(sorted(JobAction.objects.values_list("kind", flat=True)), ["cancel", "retry"])
+
+
+class ResultsAdminTests(TestCase):
+    def setUp(self):
+        self.client.force_login(User.objects.create_superuser("root", password="pw"))
+        alice = User.objects.create_user("alice")
+        with self.captureOnCommitCallbacks():
+            self.pending = services.job_launch(name="jobs.add", args=[1, 2], launched_by=alice)
+            self.failed = services.job_launch(name="jobs.say_hello", args=["Ada"], launched_by=alice)
+        TaskResult.objects.filter(pk=self.failed.pk).update(
+            status=states.FAILURE, worker="celery@w1",
+            result=json.dumps({"exc_type": "ValueError", "exc_message": ["boom"]}),
+        )
+
+    def changelist(self, **query):
+        return self.client.get("/admin/django_celery_results/taskresult/", query)
+
+    def test_queued_jobs_are_listed_with_their_launcher_and_queue(self):
+        response = self.changelist()
+        self.assertContains(response, self.pending.task_id)
+        self.assertContains(response, "alice")
+        self.assertEqual(response.context["cl"].result_count, 2)
+
+    def test_filters_and_exact_searches(self):
+        for query, expected in (
+            ({"status": "FAILURE"}, [self.failed]), ({"task_name": "jobs.add"}, [self.pending]),
+            ({"job__queue": "default"}, [self.failed, self.pending]), ({"worker": "celery@w1"}, [self.failed]),
+            ({"q": self.pending.task_id}, [self.pending]), ({"q": "jobs.say_hello"}, [self.failed]),
+            ({"q": "jobs.say"}, []),
+        ):
+            with self.subTest(query=query):
+                self.assertEqual(list(self.changelist(**query).context["cl"].result_list), expected)
+
+    def test_worker_filter_lists_recent_workers(self):
+        self.assertContains(self.changelist(), "?worker=celery%40w1")
+
+    def test_detail_page_shows_arguments_error_timings_and_origin(self):
+        page = self.client.get(f"/admin/django_celery_results/taskresult/{self.failed.pk}/change/")
+        for text in ("ValueError: boom", "{&#x27;args&#x27;: [], &#x27;kwargs&#x27;: {&#x27;name&#x27;: &#x27;Ada&#x27;}}",
+                     "<div class=\"readonly\">Code</div>", "Queued → started → done", "Retry</button>"):
+            self.assertContains(page, text)
