@@ -21,7 +21,7 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from . import selectors, services
-from .catalog import catalog
+from .catalog import InvalidArguments, UnknownJob, catalog
 
 EXACT_COUNT_LIMIT = 10_000
 
@@ -207,7 +207,11 @@ class TaskResultAdmin(admin.ModelAdmin):
     @admin.action(description="Retry selected jobs (same arguments)", permissions=["retry"])
     def retry_jobs(self, request, queryset):
         for result in self._jobs(request, queryset):
-            retried = services.job_retry(record=result.job, user=request.user)
+            try:
+                retried = services.job_retry(record=result.job, user=request.user)
+            except (UnknownJob, InvalidArguments, services.JobQueueUnavailable) as exc:
+                self.message_user(request, f"{result.task_id} not retried: {exc}", messages.ERROR)
+                continue
             self.message_user(request, format_html("Retrying {} as {}.", result.task_id, self._link(retried)))
 
     @admin.action(description="Cancel selected jobs", permissions=["cancel"])

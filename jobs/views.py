@@ -86,7 +86,11 @@ def job_retry(request, job_id: str):
     if not request.user.has_perm("jobs.retry_job"):
         raise PermissionDenied
     record = _visible_job(request, job_id)
-    retried = services.job_retry(record=record.job, user=request.user)
+    try:
+        retried = services.job_retry(record=record.job, user=request.user)
+    except (UnknownJob, InvalidArguments, services.JobQueueUnavailable) as exc:
+        messages.error(request, f"Not retried: {exc}")
+        return redirect("jobs:detail", record.task_id)
     messages.success(request, f"Retrying job {record.task_id} as {retried.task_id}.")
     return redirect("jobs:detail", retried.task_id)
 

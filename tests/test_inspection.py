@@ -98,6 +98,13 @@ class RetryAndCancelTests(TestCase):
         revoke.assert_called_once_with(self.record.task_id, terminate=True, signal="SIGTERM")
         self.assertEqual(JobAction.objects.get().detail, "stopped while running")
 
+    def test_retrying_arguments_that_no_longer_fit_is_a_clear_error(self):
+        JobRecord.objects.filter(pk=self.record.job.pk).update(arguments={"args": ["one", 2], "kwargs": {}})
+        self.client.force_login(self.operator)
+        response = self.client.post(f"/jobs/{self.record.task_id}/retry/", follow=True)
+        self.assertContains(response, "Not retried: Invalid arguments for jobs.add: x: Input should be a valid integer")
+        self.assertFalse(JobAction.objects.exists())
+
     def test_a_finished_job_cannot_be_cancelled(self):
         TaskResult.objects.filter(pk=self.record.pk).update(status=states.SUCCESS)
         self.record.refresh_from_db()

@@ -1,11 +1,16 @@
 """End to end on the real services: API -> RabbitMQ -> a real worker -> PostgreSQL -> API."""
-from django.contrib.auth.models import User
+import time
+
+from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import TransactionTestCase, tag
 from django_celery_results.models import TaskResult
 
+from jobs import services
 from jobs.catalog import find_job
+from jobs.models import JobRecord
 from jobs.services import api_token_create
+from site_config import celery_app
 
 from .worker import Worker, wait_for
 
@@ -59,11 +64,57 @@ class WorkerEndToEndTests(TransactionTestCase):
 
     def test_worker_refuses_arguments_that_bypassed_the_api(self):
         """A message sent from code with bad arguments fails with the validation message."""
+        User.objects.filter(username="dana").update(is_staff=True)  # sent from code: nobody's own job
         job = find_job("jobs.add").apply_async(args=["four", 4])
         body = self.wait_until_done(f"/api/jobs/{job.id}/")
         self.assertEqual(body["status"], "FAILURE")
         self.assertEqual(body["error"], "InvalidArguments: Invalid arguments for jobs.add: x: Input should be a valid integer")
         self.assertIn("InvalidArguments", TaskResult.objects.get(task_id=job.id).traceback)
+
+    def test_progress_is_reported_while_the_job_runs(self):
+        url = self.launch("jobs.countdown", [3])["url"]
+        seen = []
+
+        def finished():
+            body = self.get(url).json()
+            if body["status"] == "PROGRESS":
+                seen.append(body["progress"]["current"])
+            return body if body["status"] == "SUCCESS" else None
+
+        body = wait_for(finished, timeout=20, interval=0.2, message="the countdown to finish")
+        self.assertEqual(body["result"], "Counted down 3 s.")
+        self.assertEqual(body["progress"]["percent"], 100.0)
+        self.assertGreaterEqual(len(set(seen)), 2, seen)
+        self.assertEqual(seen, sorted(seen))
+
+    def test_a_cancelled_running_job_ends_revoked(self):
+        operator = User.objects.create_user("ops")
+        operator.user_permissions.add(Permission.objects.get(codename="cancel_job"))
+        launched = self.launch("jobs.countdown", [20])
+        wait_for(lambda: self.get(launched["url"]).json()["status"] == "PROGRESS", message="the countdown to start")
+        JobRecord.objects.filter(result__task_id=launched["id"]).update(launched_by=operator)
+        self.client.force_login(operator)
+        self.assertEqual(self.client.post(f"/jobs/{launched['id']}/cancel/").status_code, 302)
+
+        # The worker stops it: no progress after the cancel, and the worker is free for the next job.
+        record = TaskResult.objects.get(task_id=launched["id"])
+        self.assertEqual(record.status, "REVOKED")
+        time.sleep(2)
+        record.refresh_from_db()
+        self.assertEqual(record.status, "REVOKED")
+        self.assertIn(f"Terminating {launched['id']}", self.worker.output())
+        self.assertEqual(self.wait_until_done(self.launch("jobs.add", [1, 1])["url"])["result"], 2)
+
+    def test_retrying_a_failed_job_creates_a_linked_job(self):
+        """A job that failed for a passing reason (here: a 1 s time limit) is retried, and succeeds."""
+        dana = User.objects.get(username="dana")
+        failed = services.job_launch(name="jobs.countdown", args=[2], options={"soft_time_limit": 1}, launched_by=dana)
+        body = self.wait_until_done(f"/api/jobs/{failed.task_id}/")
+        self.assertEqual((body["status"], body["error"]), ("FAILURE", "SoftTimeLimitExceeded"))
+        retried = services.job_retry(record=JobRecord.objects.get(result__task_id=failed.task_id), user=dana)
+        body = self.wait_until_done(f"/api/jobs/{retried.task_id}/")
+        self.assertEqual((body["status"], body["retry_of"], body["origin"]), ("SUCCESS", failed.task_id, "retry"))
+        self.assertEqual(self.get(f"/api/jobs/{failed.task_id}/").json()["retried_as"], [retried.task_id])
 
     def worker_backends(self) -> set[int]:
         with connection.cursor() as cursor:
@@ -83,10 +134,11 @@ class WorkerEndToEndTests(TransactionTestCase):
         kept = self.worker_backends()
         self.assertTrue(kept, "the worker's pool processes should hold open connections between tasks")
         self.run_batch(20)
-        # Still the same connections: at most one per pool process, none of the first ones replaced.
+        # Still the same connections: none of the first ones replaced, at most one per pool process
+        # and one for the main process (it records the jobs it revokes).
         after = self.worker_backends()
         self.assertLessEqual(kept, after)
-        self.assertLessEqual(len(after), self.worker.concurrency)
+        self.assertLessEqual(len(after), self.worker.concurrency + 1)
         kept = after
 
         # What a PostgreSQL restart does to a pool process's connection.
@@ -96,3 +148,22 @@ class WorkerEndToEndTests(TransactionTestCase):
         self.run_batch(6)
         self.assertTrue(self.worker_backends())
         self.assertFalse(self.worker_backends() & kept)
+
+
+@tag("integration")
+class NoWorkerTests(TransactionTestCase):
+    def tearDown(self):
+        celery_app.control.purge()  # the tests' own vhost: leave no message for the next worker
+
+    def test_a_job_is_visible_as_pending_while_no_worker_runs(self):
+        user = User.objects.create_user("erin")
+        _, token = api_token_create(user=user, name="tests")
+        launched = self.client.post(
+            "/api/jobs/", {"task": "jobs.add", "args": [1, 2]}, content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        ).json()
+        time.sleep(1)
+        body = self.client.get(launched["url"], HTTP_AUTHORIZATION=f"Bearer {token}").json()
+        self.assertEqual((body["status"], body["launched_by"], body["queue"]), ("PENDING", "erin", "default"))
+        self.client.force_login(User.objects.create_superuser("root", password="pw"))
+        self.assertContains(self.client.get("/admin/django_celery_results/taskresult/?status=PENDING"), launched["id"])
