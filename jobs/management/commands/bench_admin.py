@@ -1,0 +1,125 @@
+import statistics
+import time
+from datetime import timedelta
+
+from django.contrib import admin
+from django.contrib.auth.models import User
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.test import Client, override_settings
+from django.urls import include, path
+from django.utils import timezone
+from django_celery_results.admin import TaskResultAdmin as StockTaskResultAdmin
+from django_celery_results.models import TaskResult
+
+# The stock django-celery-results admin, mounted beside ours for a side-by-side run.
+stock_site = admin.AdminSite(name="stock")
+stock_site.register(TaskResult, StockTaskResultAdmin)
+urlpatterns = [path("stock/", stock_site.urls), path("", include("site_config.urls"))]
+
+FILL = """
+INSERT INTO django_celery_results_taskresult
+    (task_id, status, content_type, content_encoding, result, meta, task_args, task_kwargs,
+     task_name, worker, periodic_task_name, date_created, date_started, date_done)
+SELECT gen_random_uuid()::text,
+       (ARRAY['SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','FAILURE','REVOKED','RETRY'])[1 + i %% 10],
+       'application/json', 'utf-8', '8', '{"children": []}', '"()"', '"{''x'': 4, ''y'': 4}"',
+       (ARRAY['jobs.add', 'jobs.say_hello', 'jobs.countdown', 'jobs.job_report'])[1 + i %% 4],
+       'celery@worker' || (i %% 4), CASE WHEN i %% 50 = 0 THEN 'weekly job report' END, ts, ts, ts
+FROM (SELECT i, %s - i * interval '1 second' AS ts FROM generate_series(%s, %s) AS i) AS rows
+"""
+FILL_JOBS = """
+INSERT INTO jobs_jobrecord (result_id, launched_by_id, origin, arguments, queue, attempts, last_error)
+SELECT id, %s, 'api', '{"args": [], "kwargs": {"x": 4, "y": 4}}', 'default', 1, ''
+FROM django_celery_results_taskresult WHERE id > %s
+"""
+
+
+class Command(BaseCommand):
+    help = (
+        "Fill a throwaway database with job results and time the results admin (ours and stock "
+        "django-celery-results') page by page, at each size given."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000],
+                            help="Table sizes to measure at, ascending (rows are added between sizes).")
+        parser.add_argument("--repeat", type=int, default=5, help="Requests per page; the median is reported.")
+
+    def handle(self, *args, rows, repeat, **options):
+        if rows != sorted(rows) or rows[0] < 1000:
+            raise CommandError("--rows must be ascending sizes of at least 1000.")
+        # A database of its own, created and dropped like the test database.
+        connection.settings_dict["TEST"]["NAME"] = f"{connection.settings_dict['NAME']}_bench"
+        original_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+        try:
+            self.run(rows, repeat)
+        finally:
+            connection.creation.destroy_test_db(original_name, verbosity=0)
+
+    def run(self, sizes, repeat):
+        user = User.objects.create_superuser("bench", password="bench")
+        client = Client()
+        client.force_login(user)
+        now = timezone.now()
+        filled = 0
+        table = {}
+        for size in sizes:
+            self.stderr.write(f"filling to {size:,} rows…")
+            with connection.cursor() as cursor:
+                before = TaskResult.objects.order_by("-id").values_list("id", flat=True).first() or 0
+                cursor.execute(FILL, [now, filled + 1, size])
+                cursor.execute(FILL_JOBS, [user.pk, before])
+                cursor.execute("VACUUM ANALYZE django_celery_results_taskresult")
+                cursor.execute("VACUUM ANALYZE jobs_jobrecord")
+            filled = size
+            sample = TaskResult.objects.order_by("id")[size // 2]
+            deep_page = size // 100 // 2  # the middle page, at 100 rows a page
+            week_ago = (now - timedelta(days=7)).date().isoformat()
+            pages = {
+                "changelist": ("", ""),
+                "filter status=FAILURE": ("?status=FAILURE", "?status__exact=FAILURE"),
+                "filter job=jobs.add": ("?task_name=jobs.add", "?task_name__exact=jobs.add"),
+                "filter queue=default": ("?job__queue=default", None),
+                "filter worker": ("?worker=celery%40worker1", "?worker__exact=celery%40worker1"),
+                "filter periodic task": ("?periodic_task_name=weekly+job+report",
+                                         "?periodic_task_name__exact=weekly+job+report"),
+                "filter date (past 7 days)": (f"?date_created__gte={week_ago}", f"?date_done__gte={week_ago}"),
+                "search by id": (f"?q={sample.task_id}", f"?q={sample.task_id}"),
+                "search by job name": ("?q=jobs.countdown", "?q=jobs.countdown"),
+                f"page {deep_page}": (f"?p={deep_page}", f"?p={deep_page}"),
+                "detail": (f"{sample.pk}/change/", f"{sample.pk}/change/"),
+            }
+            with override_settings(ROOT_URLCONF=__name__, ALLOWED_HOSTS=["testserver"]):
+                for name, (ours, stock) in pages.items():
+                    table.setdefault(name, {})[size] = (
+                        self.time(client, f"/admin/django_celery_results/taskresult/{ours}", repeat),
+                        self.time(client, f"/stock/django_celery_results/taskresult/{stock}", repeat)
+                        if stock is not None else None,
+                    )
+        self.report(table, sizes, repeat)
+
+    def time(self, client, url, repeat) -> float:
+        """Median milliseconds to render `url`, after one request to warm caches."""
+        response = client.get(url)
+        if response.status_code != 200:
+            raise CommandError(f"{url} answered {response.status_code}")
+        timings = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            client.get(url)
+            timings.append((time.perf_counter() - started) * 1000)
+        return statistics.median(timings)
+
+    def report(self, table, sizes, repeat):
+        self.stdout.write(f"\nResults admin, median of {repeat} requests, milliseconds (ours / stock)\n")
+        header = f"{'page':<28}" + "".join(f"{f'{size:,} rows':>24}" for size in sizes)
+        self.stdout.write(header)
+        for name, by_size in table.items():
+            cells = []
+            for size in sizes:
+                ours, stock = by_size.get(size, (None, None))
+                cell = f"{ours:.0f}" if ours is not None else "-"
+                cell += f" / {stock:.0f}" if stock is not None else " / -"
+                cells.append(f"{cell:>24}")
+            self.stdout.write(f"{name:<28}" + "".join(cells))
