@@ -9,7 +9,7 @@ import json
 from functools import cached_property
 from typing import Any, get_type_hints
 
-from celery import shared_task, states
+from celery import shared_task
 from celery.exceptions import Ignore
 from celery.contrib.django.task import DjangoTask
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -117,17 +117,12 @@ class JobTask(DjangoTask):
 
     def __call__(self, *args, **kwargs):
         arguments = self.validate_arguments(args, kwargs)
-        if self.request.id and not self.request.is_eager and self._cancelled():
-            # Cancelled while queued, and this worker missed the revoke broadcast.
-            self.update_state(state=states.REVOKED, meta={"exc_type": "TaskRevokedError", "exc_message": ["cancelled"]})
+        if getattr(self.request, "job_cancelled", False):
+            # Cancelled while queued, and this worker missed the revoke broadcast: the result
+            # backend found the record REVOKED when it went to mark it STARTED (jobs/results.py).
             raise Ignore()
         # Fields, not model_dump(): nested models and datetimes reach the function as such.
         return super().__call__(**{name: getattr(arguments, name) for name in arguments.model_fields})
-
-    def _cancelled(self) -> bool:
-        from .models import JobRecord
-
-        return JobRecord.objects.filter(result__task_id=self.request.id, cancelled_at__isnull=False).exists()
 
     def report_progress(self, current: int, total: int, message: str = "") -> None:
         """Record how far the running job is; pages and the API show it as a progress bar."""

@@ -3,17 +3,24 @@ its TaskResult table.
 
 - Storing a state: the stock manager reads the row, then inserts it in a transaction of its own or
   updates it: up to four round trips, twice per task (STARTED, then the outcome). One
-  INSERT … ON CONFLICT (task_id) DO UPDATE does the same, and cannot race another writer.
+  INSERT … ON CONFLICT (task_id) DO UPDATE does the same, cannot race another writer, and leaves a
+  REVOKED (cancelled) row alone, which also tells the worker not to run the job.
 - Deleting expired results (beat's daily celery.backend_cleanup): the stock manager deletes them
   in one statement, which holds its locks for as long as millions of rows take; here they go in
   batches, each its own short transaction.
 """
 from datetime import timedelta
 
+from celery import states
 from celery.utils.time import maybe_timedelta
+from django.db import connections
 from django.utils import timezone
 from django_celery_results.backends import database
 from django_celery_results.managers import TaskResultManager
+
+
+class JobCancelled(Exception):
+    """The row is REVOKED: a cancelled job's record is final, and its job must not run."""
 
 
 class StoredResultManager(TaskResultManager):
@@ -22,27 +29,32 @@ class StoredResultManager(TaskResultManager):
     def store_result(self, content_type, content_encoding, task_id, result, status, traceback=None, meta=None,
                      periodic_task_name=None, task_name=None, task_args=None, task_kwargs=None, worker=None,
                      using=None, **kwargs):
-        """Insert or update the task's row with this state, in one statement."""
+        """Insert or update the task's row with this state, in one statement.
+
+        A REVOKED row is left as it is (a cancelled job stays cancelled), and JobCancelled says so.
+        """
+        now = timezone.now()
         fields = {
-            "status": status,
-            "result": result,
-            "traceback": traceback,
-            "meta": meta,
-            "content_encoding": content_encoding,
-            "content_type": content_type,
-            "periodic_task_name": periodic_task_name,
-            "task_name": task_name,
-            "task_args": task_args,
-            "task_kwargs": task_kwargs,
-            "worker": worker,
+            "status": status, "result": result, "traceback": traceback, "meta": meta,
+            "content_encoding": content_encoding, "content_type": content_type,
+            "periodic_task_name": periodic_task_name, "task_name": task_name, "task_args": task_args,
+            "task_kwargs": task_kwargs, "worker": worker, "date_done": now,
         }
         if "date_started" in kwargs:  # only with STARTED; later states keep it
-            fields["date_started"] = timezone.now()
-        row = self.model(task_id=task_id, **fields)
-        self.using(using).bulk_create(
-            [row], update_conflicts=True, unique_fields=["task_id"], update_fields=[*fields, "date_done"]
+            fields["date_started"] = now
+        connection = connections[using or self.db]
+        quote = connection.ops.quote_name
+        table = quote(self.model._meta.db_table)
+        columns = ["task_id", "date_created", *fields]
+        sql = (
+            f"INSERT INTO {table} ({', '.join(map(quote, columns))}) VALUES ({', '.join(['%s'] * len(columns))}) "
+            f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(f'{quote(c)} = EXCLUDED.{quote(c)}' for c in fields)} "
+            f"WHERE {table}.status <> %s RETURNING id"
         )
-        return row
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [task_id, now, *fields.values(), states.REVOKED])
+            if cursor.fetchone() is None:
+                raise JobCancelled(task_id)
 
     def delete_expired(self, expires: timedelta | float) -> int:
         """Delete results done longer than `expires` ago, a batch at a time; return how many."""
@@ -55,6 +67,16 @@ class StoredResultManager(TaskResultManager):
 
 class DatabaseBackend(database.DatabaseBackend):
     """`CELERY_RESULT_BACKEND = "jobs.results:DatabaseBackend"`: django-db, with the writes above."""
+
+    def _store_result(self, task_id, result, status, traceback=None, request=None, using=None):
+        try:
+            return super()._store_result(task_id, result, status, traceback, request, using)
+        except JobCancelled:
+            # Storing STARTED is the worker's first word on a job: if the job was cancelled while
+            # queued (and this worker missed the revoke), JobTask sees the flag and does not run it.
+            if request is not None:
+                request.job_cancelled = True
+            return result
 
     @property
     def TaskModel(self):

@@ -9,7 +9,7 @@ from typing import Any
 from celery import states
 from celery.utils.saferepr import saferepr
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -55,38 +55,47 @@ def job_launch(
     options = options or {}
     task_id = str(uuid.uuid4())
     with transaction.atomic():
-        record = _job_record_create(
+        _job_record_create(
             task_id=task_id, task_name=job.name, args=[], kwargs=arguments,
             queue=options.get("queue") or _routed_queue(job.name),
             periodic_task_name=(options.get("headers") or {}).get("periodic_task_name"),
             launched_by=launched_by, origin=origin, retry_of=retry_of,
         )
         transaction.on_commit(lambda: _publish(job, task_id, arguments, options))
-    return record
+    return TaskResult.objects.select_related("job").get(task_id=task_id)
 
 
 def _routed_queue(task_name: str) -> str:
     return celery_app.amqp.router.route({}, task_name)["queue"].name
 
 
+# Every job sent is recorded before it is published, so this runs once per message: one
+# statement (both rows) instead of a transaction of two ORM inserts, which cost a third of the
+# end-to-end throughput in bench_throughput.
+RECORD_JOB_SQL = f"""
+WITH result AS (
+    INSERT INTO {TaskResult._meta.db_table}
+        (task_id, task_name, status, task_args, task_kwargs, content_type, content_encoding,
+         periodic_task_name, date_created, date_done)
+    VALUES (%s, %s, %s, %s, %s, 'application/json', 'utf-8', %s, %s, %s)
+    RETURNING id
+)
+INSERT INTO {JobRecord._meta.db_table} (result_id, launched_by_id, origin, arguments, queue, retry_of_id, attempts, last_error)
+SELECT id, %s, %s, %s, %s, %s, 1, '' FROM result
+"""
+
+
 def _job_record_create(*, task_id, task_name, args, kwargs, queue, periodic_task_name, launched_by=None,
-                       origin=JobRecord.Origin.CODE, retry_of=None) -> TaskResult:
-    record = TaskResult.objects.create(
-        task_id=task_id,
-        task_name=task_name,
-        status=states.PENDING,
-        # Encoded as the worker will store them once it picks the job up.
-        task_args=json.dumps(saferepr(tuple(args))),
-        task_kwargs=json.dumps(saferepr(kwargs)),
-        content_type="application/json",
-        content_encoding="utf-8",
-        periodic_task_name=periodic_task_name,
-    )
-    JobRecord.objects.create(
-        result=record, launched_by=launched_by, origin=origin, queue=queue, retry_of=retry_of,
-        arguments={"args": list(args), "kwargs": kwargs},
-    )
-    return record
+                       origin=JobRecord.Origin.CODE, retry_of=None) -> None:
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(RECORD_JOB_SQL, [
+            # task_args/kwargs encoded as the worker will store them once it picks the job up
+            task_id, task_name, states.PENDING, json.dumps(saferepr(tuple(args))), json.dumps(saferepr(kwargs)),
+            periodic_task_name, now, now,
+            launched_by.pk if launched_by else None, origin, json.dumps({"args": list(args), "kwargs": kwargs}),
+            queue, retry_of.pk if retry_of else None,
+        ])
 
 
 # The id job_launch is publishing: it recorded that job itself, with more than a message tells.
@@ -122,12 +131,11 @@ def job_record_published(sender: str, headers: dict, body, routing_key: str, **k
         return
     args, kwargs, _ = body
     periodic_task_name = headers.get("periodic_task_name")
-    with transaction.atomic():
-        _job_record_create(
-            task_id=headers["id"], task_name=sender, args=args, kwargs=kwargs, queue=routing_key,
-            periodic_task_name=periodic_task_name,
-            origin=JobRecord.Origin.SCHEDULE if periodic_task_name else JobRecord.Origin.CODE,
-        )
+    _job_record_create(
+        task_id=headers["id"], task_name=sender, args=args, kwargs=kwargs, queue=routing_key,
+        periodic_task_name=periodic_task_name,
+        origin=JobRecord.Origin.SCHEDULE if periodic_task_name else JobRecord.Origin.CODE,
+    )
 
 
 def job_record_retried(sender, request, reason, **kwargs) -> None:

@@ -112,19 +112,19 @@ class RetryAndCancelTests(TestCase):
             services.job_cancel(record=self.record.job, user=self.operator)
 
     def test_a_worker_that_missed_the_revoke_skips_a_cancelled_job(self):
-        """The worker checks the record before running: cancelled while queued means never run."""
+        """Marking it STARTED finds the record REVOKED: the job does not run, the record stays."""
+        from celery.app.trace import build_tracer
+
         with mock.patch.object(celery_app.control, "revoke"):
             services.job_cancel(record=self.record.job, user=self.operator)
-        from celery.exceptions import Ignore
-
         add = find_job("jobs.add")
-        add.push_request(id=self.record.task_id, is_eager=False)  # as the worker's tracer does
-        self.addCleanup(add.pop_request)
-        with mock.patch.object(add, "run") as run, mock.patch.object(add, "update_state") as update_state, \
-                self.assertRaises(Ignore):
-            add(x=1, y=2)
+        trace = build_tracer(add.name, add, eager=False, propagate=True, app=celery_app)  # the worker's tracer
+        with mock.patch.object(add, "run") as run:
+            trace(self.record.task_id, [], {"x": 1, "y": 2}, {"id": self.record.task_id, "delivery_info": {}})
         self.assertEqual(run.call_count, 0)
-        self.assertEqual(update_state.call_args.kwargs["state"], states.REVOKED)
+        self.record.refresh_from_db()
+        self.assertEqual(self.record.status, states.REVOKED)
+        self.assertIn("cancelled by ops", self.record.result)
 
 
 class PermissionTests(TestCase):
