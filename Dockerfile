@@ -11,7 +11,7 @@ COPY . .
 RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v0
 
 # Celery warns against running workers as root: a task could then do anything on the host.
-RUN useradd --create-home --uid 1000 app
+RUN useradd --create-home --uid 1000 app && mkdir -p /app/media && chown app /app/media
 USER app
 
 EXPOSE 8000

@@ -6,15 +6,15 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from ninja import NinjaAPI, Schema
+from ninja import File, NinjaAPI, Schema, UploadedFile
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
 from ninja.utils import check_csrf
 from pydantic import ConfigDict, Field
 
-from . import selectors, services
-from .catalog import InvalidArguments, UnknownJob, catalog
+from . import contacts, selectors, services
+from .catalog import InvalidArguments, UnknownJob, catalog, find_job
 from .models import JobRecord
 
 
@@ -138,6 +138,13 @@ class JobPageOut(Schema):
     next: str | None = Field(description="The next page's URL, or null on the last page.")
 
 
+class ImportOut(Schema):
+    id: int
+    rows: int = Field(description="Data rows found in the file.")
+    job: str = Field(description="The import job's status URL.")
+    errors: str = Field(description="Where the refused rows can be downloaded once the job is done.")
+
+
 class CatalogEntryOut(Schema):
     name: str
     description: str
@@ -149,16 +156,17 @@ def job_out(request: HttpRequest, record) -> dict[str, Any]:
     return {**selectors.job_details(record), "url": url}
 
 
-@api.post("/jobs/", response={202: JobOut, 422: ErrorOut, 503: ErrorOut}, url_name="job_create")
+@api.post("/jobs/", response={202: JobOut, 403: ErrorOut, 422: ErrorOut, 503: ErrorOut}, url_name="job_create")
 def job_create(request, payload: JobIn, response: HttpResponse):
     """Launch a job from the catalog; it is enqueued once recorded, and runs on a worker."""
     try:
+        find_job(payload.task, user=request.user)
         record = services.job_launch(
             name=payload.task, args=payload.args, kwargs=payload.kwargs,
             launched_by=request.user, origin=JobRecord.Origin.API,
         )
     except UnknownJob as exc:
-        return error(request, 422, str(exc), [{"field": "task", "message": str(exc)}])
+        return error(request, 403 if exc.forbidden else 422, str(exc), [{"field": "task", "message": str(exc)}])
     except InvalidArguments as exc:
         return error(request, 422, str(exc), exc.errors)
     except services.JobQueueUnavailable as exc:
@@ -170,14 +178,14 @@ def job_create(request, payload: JobIn, response: HttpResponse):
 
 @api.get("/jobs/catalog/", response=list[CatalogEntryOut], url_name="job_catalog")
 def job_catalog(request):
-    """The jobs that can be launched, with the JSON Schema of their arguments."""
+    """The jobs you may launch, with the JSON Schema of their arguments."""
     return [
         {
             "name": name,
             "description": job.description,
             "arguments": job.arguments_model.model_json_schema(),
         }
-        for name, job in catalog().items()
+        for name, job in catalog(request.user).items()
     ]
 
 
@@ -213,3 +221,20 @@ def job_detail(request, job_id: str):
     if record is None:
         return error(request, 404, f"No job with id {job_id!r}.")
     return job_out(request, record)
+
+
+@api.post("/imports/", response={202: ImportOut, 413: ErrorOut, 422: ErrorOut, 503: ErrorOut}, url_name="import_create")
+def import_create(request, response: HttpResponse, file: UploadedFile = File(...)):
+    """Upload a CSV of contacts (columns email, name, phone); a job on the long queue imports it."""
+    try:
+        contact_import = contacts.contact_import_create(upload=file, user=request.user, origin=JobRecord.Origin.API)
+    except contacts.ImportRefused as exc:
+        return error(request, 413 if file.size > settings.IMPORT_MAX_BYTES else 422, str(exc))
+    except services.JobQueueUnavailable as exc:
+        return error(request, 503, f"{exc} Try again shortly.")
+    job_url = request.build_absolute_uri(reverse("api:job_detail", args=[contact_import.task_id]))
+    response["Location"] = job_url
+    return 202, {
+        "id": contact_import.pk, "rows": contact_import.rows, "job": job_url,
+        "errors": request.build_absolute_uri(reverse("import_errors", args=[contact_import.pk])),
+    }

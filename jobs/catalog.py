@@ -35,12 +35,16 @@ class InvalidArguments(ValueError):
 
 
 class UnknownJob(LookupError):
-    """A name that is not in the catalog of launchable jobs."""
+    """A name that is not in the catalog of launchable jobs (or not of those this user may launch)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, user=None):
         self.name = name
-        known = ", ".join(sorted(catalog())) or "none"
-        super().__init__(f"Unknown job {name!r}. Launchable jobs: {known}.")
+        self.forbidden = name in catalog()  # it exists, but not for this user
+        known = ", ".join(sorted(catalog(user))) or "none"
+        if self.forbidden:
+            super().__init__(f"Only staff may launch {name}. Jobs you may launch: {known}.")
+        else:
+            super().__init__(f"Unknown job {name!r}. Launchable jobs: {known}.")
 
 
 class JobTask(DjangoTask):
@@ -69,7 +73,7 @@ class JobTask(DjangoTask):
 
     @property
     def signature(self) -> str:
-        """How to call the job, e.g. 'jobs.job_report(days: int = 7)'."""
+        """How to call the job, e.g. 'jobs.build_report(days: int = 7)'."""
         parameters = []
         for name, field in self.arguments_model.model_fields.items():
             parameter = f"{name}: {getattr(field.annotation, '__name__', field.annotation)}"
@@ -129,19 +133,26 @@ class JobTask(DjangoTask):
         self.update_state(state=PROGRESS, meta={"current": current, "total": total, "message": message})
 
 
-def job(name: str, **task_options):
-    """Declare a launchable job: a shared Celery task named `name` with validated arguments."""
-    return shared_task(name=name, base=JobTask, **task_options)
+def job(name: str, staff_only: bool = False, **task_options):
+    """Declare a launchable job: a shared Celery task named `name` with validated arguments.
+
+    `staff_only` jobs are launched by the system (signup, uploads, beat) and by staff; the API and
+    the pages refuse them to everyone else.
+    """
+    return shared_task(name=name, base=JobTask, staff_only=staff_only, **task_options)
 
 
-def catalog() -> dict[str, JobTask]:
-    """All launchable jobs by name."""
-    return {name: task for name, task in sorted(app.tasks.items()) if isinstance(task, JobTask)}
+def catalog(user=None) -> dict[str, JobTask]:
+    """All launchable jobs by name; with `user`, those that user may launch."""
+    return {
+        name: task for name, task in sorted(app.tasks.items())
+        if isinstance(task, JobTask) and (user is None or user.is_staff or not task.staff_only)
+    }
 
 
-def find_job(name: str) -> JobTask:
-    """The launchable job called `name`, or UnknownJob."""
+def find_job(name: str, user=None) -> JobTask:
+    """The launchable job called `name` (that `user` may launch, if given), or UnknownJob."""
     try:
-        return catalog()[name]
+        return catalog(user)[name]
     except KeyError:
-        raise UnknownJob(name) from None
+        raise UnknownJob(name, user) from None

@@ -2,14 +2,14 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
-from django.shortcuts import redirect, render
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
+from . import contacts, selectors, services, signup
 from .catalog import InvalidArguments, UnknownJob, catalog, find_job
-from .forms import arguments_form_class
-from .models import JobRecord
+from .forms import ContactImportForm, SignupForm, arguments_form_class
+from .models import ContactImport, JobRecord, Report
 
 PAGE_SIZE = 50
 
@@ -45,9 +45,9 @@ def job_new(request):
     """Pick a job, fill in its arguments (a form built from its types), launch it."""
     name = request.POST.get("job") or request.GET.get("job")
     if not name:
-        return render(request, "jobs/job_new.html", {"jobs": catalog().values()})
+        return render(request, "jobs/job_new.html", {"jobs": catalog(request.user).values()})
     try:
-        job = find_job(name)
+        job = find_job(name, user=request.user)
     except UnknownJob as exc:
         messages.error(request, str(exc))
         return redirect("jobs:new")
@@ -109,3 +109,66 @@ def job_cancel(request, job_id: str):
             messages.error(request, str(exc))
         return redirect("jobs:detail", record.task_id)
     return render(request, "jobs/job_cancel.html", {"job": selectors.job_details(record)})
+
+
+def signup_view(request):
+    """Create an inactive account; the activation email goes out from a worker."""
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = signup.user_register(
+            username=form.cleaned_data["username"], email=form.cleaned_data["email"],
+            password=form.cleaned_data["password1"],
+        )
+        return render(request, "registration/signup_done.html", {"email": user.email})
+    return render(request, "registration/signup.html", {"form": form})
+
+
+def activate_view(request, token: str):
+    """Open the link from the activation email."""
+    try:
+        signup.user_activate(token=token)
+    except signup.ActivationFailed as exc:
+        messages.error(request, str(exc))
+        return redirect("signup")
+    messages.success(request, "Your account is active. Sign in.")
+    return redirect("login")
+
+
+@login_required
+def import_list(request):
+    """Upload a CSV of contacts; see earlier uploads and how they went."""
+    form = ContactImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            contact_import = contacts.contact_import_create(
+                upload=form.cleaned_data["file"], user=request.user, origin=JobRecord.Origin.PAGE
+            )
+        except contacts.ImportRefused as exc:
+            form.add_error("file", str(exc))
+        except services.JobQueueUnavailable as exc:
+            form.add_error(None, f"{exc} Try again shortly.")
+        else:
+            return redirect("jobs:detail", contact_import.task_id)
+    imports = ContactImport.objects.all() if request.user.is_staff else ContactImport.objects.filter(
+        uploaded_by=request.user)
+    return render(request, "jobs/import_list.html", {"form": form, "imports": imports[:50]})
+
+
+@login_required
+def import_errors(request, import_id: int):
+    """The rows an import refused, as CSV: line, reason, the row as uploaded."""
+    imports = ContactImport.objects.all() if request.user.is_staff else ContactImport.objects.filter(
+        uploaded_by=request.user)
+    contact_import = get_object_or_404(imports, pk=import_id)
+    response = HttpResponse(contacts.import_errors_csv(contact_import), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="import-{import_id}-errors.csv"'
+    return response
+
+
+@login_required
+def report_download(request, report_id: int):
+    """A generated report (staff only: it covers everyone's jobs)."""
+    if not request.user.is_staff:
+        raise PermissionDenied
+    report = get_object_or_404(Report, pk=report_id)
+    return FileResponse(report.file.open("rb"), as_attachment=True, filename=report.file.name.rsplit("/", 1)[-1])

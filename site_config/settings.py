@@ -94,6 +94,22 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Uploaded CSV files and generated reports; in docker compose, a volume shared by web and workers.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+MEDIA_URL = "media/"
+
+# Email: console by default; SMTP with EMAIL_URL=smtp+tls://user:password@host:587. Sets
+# EMAIL_BACKEND, EMAIL_HOST... (django-environ's documented way).
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="jobs@localhost")
+# Where links in emails point.
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000")
+# How long an activation link works.
+ACTIVATION_MAX_AGE = timedelta(days=env.int("ACTIVATION_DAYS", default=3))
+
+# CSV imports: refused before anything is stored or enqueued when larger.
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=200_000)
 
 # Bodies above this size are refused with 413 before anything is parsed or enqueued.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_MAX_REQUEST_BYTES", default=256 * 1024)
@@ -131,10 +147,25 @@ CELERY_BEAT_SCHEDULER = "jobs.beat:SingleBeatScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = 5
 BEAT_LOCK_TIMEOUT = 15
 
-# Durable queues and persistent messages survive a broker restart.
+# More queues than the default one, each with its own worker (best practices 2 and 3): short
+# email I/O is never stuck behind a 20-minute import. Durable queues and persistent messages
+# survive a broker restart. Tasks are routed here, not at call sites.
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES = (Queue("default", durable=True),)
+CELERY_TASK_QUEUES = (
+    Queue("default", durable=True),
+    Queue("email", durable=True),
+    Queue("long", durable=True),
+)
+CELERY_TASK_ROUTES = {
+    "jobs.send_activation_email": {"queue": "email"},
+    "jobs.import_contacts": {"queue": "long"},
+    "jobs.build_report": {"queue": "long"},
+    "jobs.countdown": {"queue": "long"},
+}
 CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
+# Priorities 0-9 (9 first) on every queue: RabbitMQ classic queues order by x-max-priority.
+CELERY_TASK_QUEUE_MAX_PRIORITY = 9
+CELERY_TASK_DEFAULT_PRIORITY = 5
 
 # Late acknowledgement: a task is acknowledged after it finishes, so a worker that dies
 # mid-task leaves it on the queue to run again. Right for idempotent tasks, which ours are;

@@ -22,10 +22,13 @@ def test_broker_url(url: str) -> tuple[str, str, str]:
     return urlunsplit(parts._replace(path=f"/{test_vhost}")), test_vhost, unquote(parts.username or "guest")
 
 
-def ensure_vhost(vhost: str, user: str) -> None:
-    """Create `vhost` for `user` with rabbitmqctl when this machine has it (both are idempotent)."""
+def recreate_vhost(vhost: str, user: str) -> None:
+    """Give the tests an empty `vhost`, as Django gives them an empty database: no message or queue
+    of an earlier run is left. Needs rabbitmqctl, so a local broker; on a remote one the vhost
+    must exist already (connecting says so if not)."""
     if shutil.which("rabbitmqctl") is None:
-        return  # a remote broker: the vhost must exist already, and connecting says so if not
+        return
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)  # may not exist
     for command in (["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
         subprocess.run(["rabbitmqctl", "-q", *command], check=True, capture_output=True, timeout=60)
 
@@ -34,5 +37,5 @@ class TestRunner(DiscoverRunner):
     def setup_test_environment(self, **kwargs):
         super().setup_test_environment(**kwargs)
         url, vhost, user = test_broker_url(celery_app.conf.broker_url)
-        ensure_vhost(vhost, user)
+        recreate_vhost(vhost, user)
         celery_app.conf.broker_url = os.environ["CELERY_BROKER_URL"] = url

@@ -44,7 +44,9 @@ class PageTests(TestCase):
         form = self.client.get("/jobs/new/?job=jobs.countdown").context["form"]
         self.assertEqual(list(form.fields), ["seconds"])
         self.assertEqual((form.fields["seconds"].min_value, form.fields["seconds"].max_value), (1, 600))
-        report = self.client.get("/jobs/new/?job=jobs.job_report").context["form"]
+        self.assertContains(self.client.get("/jobs/new/?job=jobs.build_report", follow=True), "Only staff may launch")
+        self.client.force_login(User.objects.create_user("staff", is_staff=True))
+        report = self.client.get("/jobs/new/?job=jobs.build_report").context["form"]
         self.assertEqual((report.fields["days"].required, report.fields["days"].initial), (False, 7))
 
     def test_submitting_the_form_launches_the_job_and_shows_it(self):

@@ -163,9 +163,11 @@ class SeedScheduleTests(TestCase):
         add = PeriodicTask.objects.get(name="add 16 + 16 every 30 seconds")
         self.assertEqual((add.task, json.loads(add.args), add.enabled), ("jobs.add", [16, 16], False))
         self.assertEqual((add.interval.every, add.interval.period), (30, "seconds"))
+        fetch = PeriodicTask.objects.get(name="fetch a page twice a day")
+        self.assertEqual((fetch.task, fetch.enabled, fetch.crontab.hour), ("jobs.fetch_url", False, "7,19"))
         report = PeriodicTask.objects.get(name="weekly job report")
         crontab = report.crontab
-        self.assertEqual((report.task, report.enabled), ("jobs.job_report", True))
+        self.assertEqual((report.task, report.enabled), ("jobs.build_report", True))
         self.assertEqual((crontab.minute, crontab.hour, crontab.day_of_week), ("30", "7", "1"))
         self.assertEqual(str(crontab.timezone), settings.TIME_ZONE)
 
@@ -204,7 +206,8 @@ class PeriodicTaskAdminTests(TestCase):
     def test_jobs_are_picked_from_the_catalog(self):
         response = self.client.get(ADD)
         choices = [value for value, _ in response.context["adminform"].form.fields["regtask"].choices]
-        self.assertEqual(choices, ["", "jobs.add", "jobs.countdown", "jobs.job_report", "jobs.say_hello"])
+        self.assertEqual(choices, ["", "jobs.add", "jobs.build_report", "jobs.countdown", "jobs.fetch_url",
+                                   "jobs.import_contacts", "jobs.say_hello", "jobs.send_activation_email"])
         self.assertContains(response, "jobs.add(x: int, y: int) — Add two integers")
 
     def test_wrong_arguments_are_a_form_error_and_nothing_is_saved(self):

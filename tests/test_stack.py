@@ -6,7 +6,7 @@ from django.conf import settings
 from django.test import SimpleTestCase
 
 ROOT = Path(settings.BASE_DIR)
-APP_SERVICES = {"web", "worker", "beat", "flower"}
+APP_SERVICES = {"web", "worker", "worker-email", "worker-long", "beat", "flower"}
 
 
 def procfile() -> dict[str, str]:
@@ -23,7 +23,7 @@ class ComposeTests(SimpleTestCase):
     def test_names_the_whole_stack(self):
         self.assertEqual(
             set(self.services),
-            {"postgres", "rabbitmq", "redis", "migrate", "web", "worker", "beat", "flower"},
+            {"postgres", "rabbitmq", "redis", "migrate", "web", "worker", "worker-email", "worker-long", "beat", "flower"},
         )
 
     def test_app_processes_run_the_same_commands_as_make_run(self):
@@ -47,6 +47,21 @@ class ComposeTests(SimpleTestCase):
             depends_on = self.services[name]["depends_on"]
             self.assertEqual(depends_on["migrate"]["condition"], "service_completed_successfully")
             self.assertEqual(depends_on["rabbitmq"]["condition"], "service_healthy")
+
+    def test_a_worker_for_each_queue_and_the_long_one_bounded(self):
+        from django.conf import settings
+
+        queues = {queue.name for queue in settings.CELERY_TASK_QUEUES}
+        consumed = {}
+        for name, command in procfile().items():
+            if " worker " in f" {command} ":
+                consumed[name] = command.split("--queues ")[1].split()[0]
+        self.assertEqual(set(consumed.values()), queues)
+        long = procfile()["worker-long"]
+        self.assertIn("--concurrency 1 --prefetch-multiplier 1", long)
+        time_limit = int(long.split("--time-limit ")[1].split()[0])
+        rabbitmq_consumer_timeout = 30 * 60
+        self.assertLess(time_limit, rabbitmq_consumer_timeout)
 
     def test_rabbitmq_is_the_broker_with_its_management_ui(self):
         self.assertIn("management", self.services["rabbitmq"]["image"])

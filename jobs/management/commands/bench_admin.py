@@ -24,7 +24,7 @@ INSERT INTO django_celery_results_taskresult
 SELECT gen_random_uuid()::text,
        (ARRAY['SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','FAILURE','REVOKED','RETRY'])[1 + i %% 10],
        'application/json', 'utf-8', '8', '{"children": []}', '"()"', '"{''x'': 4, ''y'': 4}"',
-       (ARRAY['jobs.add', 'jobs.say_hello', 'jobs.countdown', 'jobs.job_report'])[1 + i %% 4],
+       (ARRAY['jobs.add', 'jobs.say_hello', 'jobs.countdown', 'jobs.build_report'])[1 + i %% 4],
        'celery@worker' || (i %% 4), CASE WHEN i %% 50 = 0 THEN 'weekly job report' END, ts, ts, ts
 FROM (SELECT i, %s - i * interval '1 second' AS ts FROM generate_series(%s, %s) AS i) AS rows
 """
