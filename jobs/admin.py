@@ -57,7 +57,7 @@ class PeriodicTaskForm(beat_admin.PeriodicTaskForm):
         field.initial = current
         field.help_text = format_html(
             "<br>".join(["{}"] * len(jobs)) or "No launchable jobs.",
-            *(f"{job.signature} — {job.description}" for job in jobs.values()),
+            *(f"{job.usage} — {job.description}" for job in jobs.values()),
         )
         self.fields["args"].help_text = 'Positional arguments as a JSON list, e.g. [2, 3].'
         self.fields["kwargs"].help_text = 'Arguments by name as a JSON object, e.g. {"x": 2, "y": 3}.'

@@ -72,7 +72,7 @@ class JobTask(DjangoTask):
         )
 
     @property
-    def signature(self) -> str:
+    def usage(self) -> str:
         """How to call the job, e.g. 'jobs.build_report(days: int = 7)'."""
         parameters = []
         for name, field in self.arguments_model.model_fields.items():

@@ -1,0 +1,46 @@
+"""A local HTTP server standing in for a third party: never the internet."""
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class ThirdParty(BaseHTTPRequestHandler):
+    failures_left: dict[str, int] = {}  # per path: how many 503s before a 200
+
+    def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(2)
+        if self.path.startswith("/missing"):
+            return self.answer(404, b"<title>Not here</title>")
+        if self.path.startswith("/flaky"):
+            left = self.failures_left.get(self.path, 2)
+            if left:
+                self.failures_left[self.path] = left - 1
+                return self.answer(503, b"try later")
+        self.answer(200, b"<html><head><title>Caf&eacute; prices</title></head><body>" + b"x" * 1000 + b"</body></html>")
+
+    def answer(self, status: int, body: bytes):
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class LocalServer:
+    """Serves ThirdParty on 127.0.0.1 in a thread; `url(path)` gives its address."""
+
+    def __enter__(self):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), ThirdParty)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}{path}"
