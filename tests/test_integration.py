@@ -20,7 +20,7 @@ class WorkerEndToEndTests(TransactionTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.worker = Worker(concurrency=2).start()
+        cls.worker = Worker(concurrency=2, queues="default,long").start()
         cls.addClassCleanup(cls.worker.stop)
 
     def setUp(self):

@@ -30,9 +30,10 @@ class CeleryProcess:
 
     command: list[str]
 
-    def __init__(self):
+    def __init__(self, environment: dict[str, str] | None = None):
         self.log = tempfile.NamedTemporaryFile("w+", prefix="celery-", suffix=".log", delete=False)
         self.process = None
+        self.environment = environment or {}
 
     def start(self):
         db = connection.settings_dict
@@ -40,6 +41,7 @@ class CeleryProcess:
         environment = {
             **os.environ,
             "DATABASE_URL": f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{quote(db['NAME'])}",
+            **self.environment,
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "site_config", *self.command],
@@ -82,8 +84,8 @@ class CeleryProcess:
 
 
 class Worker(CeleryProcess):
-    def __init__(self, concurrency: int = 2, queues: str = "default"):
-        super().__init__()
+    def __init__(self, concurrency: int = 2, queues: str = "default", environment: dict[str, str] | None = None):
+        super().__init__(environment)
         self.name = f"test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         self.concurrency = concurrency
         self.command = [
