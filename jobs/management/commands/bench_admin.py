@@ -12,6 +12,8 @@ from django.utils import timezone
 from django_celery_results.admin import TaskResultAdmin as StockTaskResultAdmin
 from django_celery_results.models import TaskResult
 
+from jobs.management.throwaway import throwaway_database
+
 # The stock django-celery-results admin, mounted beside ours for a side-by-side run.
 stock_site = admin.AdminSite(name="stock")
 stock_site.register(TaskResult, StockTaskResultAdmin)
@@ -49,13 +51,8 @@ class Command(BaseCommand):
     def handle(self, *args, rows, repeat, **options):
         if rows != sorted(rows) or rows[0] < 1000:
             raise CommandError("--rows must be ascending sizes of at least 1000.")
-        # A database of its own, created and dropped like the test database.
-        connection.settings_dict["TEST"]["NAME"] = f"{connection.settings_dict['NAME']}_bench"
-        original_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-        try:
+        with throwaway_database("bench"):
             self.run(rows, repeat)
-        finally:
-            connection.creation.destroy_test_db(original_name, verbosity=0)
 
     def run(self, sizes, repeat):
         user = User.objects.create_superuser("bench", password="bench")
