@@ -195,6 +195,29 @@ class ImportTests(TestCase):
         self.assertEqual(Contact.objects.count(), 2)
         self.assertEqual(contact_import.errors.count(), 2)
 
+    def test_a_soft_time_limit_keeps_what_was_imported_and_a_rerun_finishes(self):
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        text = "email,name\n" + "".join(f"p{n}@x.io,P{n}\n" for n in range(10))
+        contact_import = self.upload(text)
+        parse = contacts._parse
+        calls = 0
+
+        def parse_until_the_limit(row, positions):
+            nonlocal calls
+            calls += 1
+            if calls == 6:
+                raise SoftTimeLimitExceeded()
+            return parse(row, positions)
+
+        with mock.patch.object(contacts, "CHUNK_ROWS", 2), mock.patch.object(contacts, "_parse", parse_until_the_limit), \
+                self.assertRaises(SoftTimeLimitExceeded):
+            contacts.contact_import_run(import_id=contact_import.pk, report_progress=mock.Mock())
+        contact_import.refresh_from_db()
+        self.assertEqual((contact_import.imported, Contact.objects.count()), (5, 5))
+        contacts.contact_import_run(import_id=contact_import.pk, report_progress=mock.Mock())
+        self.assertEqual(Contact.objects.count(), 10)
+
     def test_upload_page_and_api(self):
         self.client.force_login(self.user)
         with self.captureOnCommitCallbacks():
