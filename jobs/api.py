@@ -189,9 +189,6 @@ def job_catalog(request):
     ]
 
 
-PAGE_SIZE = 50
-
-
 @api.get("/jobs/", response={200: JobPageOut, 422: ErrorOut}, url_name="job_list")
 def job_list(request, status: str | None = None, task: str | None = None, page: int = 1):
     """Your jobs (staff: everyone's), newest first, 50 a page, filtered by status and job name."""
@@ -199,19 +196,13 @@ def job_list(request, status: str | None = None, task: str | None = None, page: 
         return error(request, 422, f"Unknown status {status!r}. Use one of: {', '.join(selectors.STATES)}.")
     if page < 1:
         return error(request, 422, "page starts at 1.")
-    jobs = selectors.jobs_visible_to(user=request.user)
-    if status:
-        jobs = jobs.filter(status=status)
-    if task:
-        jobs = jobs.filter(task_name=task)
-    # One row more than a page tells whether there is a next page, without counting them all.
-    rows = list(jobs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
+    rows, has_next = selectors.jobs_page(user=request.user, status=status or "", task=task or "", page=page)
     next_url = None
-    if len(rows) > PAGE_SIZE:
+    if has_next:
         query = request.GET.copy()
         query["page"] = page + 1
         next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
-    return {"items": [job_out(request, record) for record in rows[:PAGE_SIZE]], "next": next_url}
+    return {"items": [job_out(request, record) for record in rows], "next": next_url}
 
 
 @api.get("/jobs/{job_id}/", response={200: JobOut, 404: ErrorOut}, url_name="job_detail")

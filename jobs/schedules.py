@@ -36,19 +36,16 @@ def periodic_task_check(task: PeriodicTask) -> None:
     Tasks outside the catalog (Celery's own, such as celery.backend_cleanup) must at least be
     registered; catalog jobs must also get arguments their type hints accept.
     """
-    errors = {}
-    try:
-        args = json.loads(task.args or "[]")
-        if not isinstance(args, list):
-            errors["args"] = "Positional arguments must be a JSON list, e.g. [2, 3]."
-    except ValueError as exc:
-        errors["args"] = f"Not valid JSON: {exc}."
-    try:
-        kwargs = json.loads(task.kwargs or "{}")
-        if not isinstance(kwargs, dict):
-            errors["kwargs"] = 'Keyword arguments must be a JSON object, e.g. {"name": "Ada"}.'
-    except ValueError as exc:
-        errors["kwargs"] = f"Not valid JSON: {exc}."
+    arguments, errors = {}, {}
+    for field, kind, expected in (("args", list, "Positional arguments must be a JSON list, e.g. [2, 3]."),
+                                  ("kwargs", dict, 'Keyword arguments must be a JSON object, e.g. {"name": "Ada"}.')):
+        try:
+            arguments[field] = json.loads(getattr(task, field) or json.dumps(kind()))
+        except ValueError as exc:
+            errors[field] = f"Not valid JSON: {exc}."
+            continue
+        if not isinstance(arguments[field], kind):
+            errors[field] = expected
     if errors:
         raise ValidationError(errors)
     try:
@@ -58,9 +55,9 @@ def periodic_task_check(task: PeriodicTask) -> None:
             return
         raise ValidationError({"task": str(exc)}) from exc
     try:
-        job.validate_arguments(args, kwargs)
+        job.validate_arguments(arguments["args"], arguments["kwargs"])
     except InvalidArguments as exc:
-        raise ValidationError({"kwargs" if kwargs else "args": str(exc)}) from exc
+        raise ValidationError({"kwargs" if arguments["kwargs"] else "args": str(exc)}) from exc
 
 
 def schedule_in_words(task: PeriodicTask) -> str:

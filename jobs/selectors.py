@@ -27,6 +27,23 @@ def jobs_visible_to(*, user: AbstractBaseUser) -> QuerySet[TaskResult]:
     return jobs if user.is_staff else jobs.filter(job__launched_by=user)
 
 
+PAGE_SIZE = 50
+
+
+def jobs_page(*, user: AbstractBaseUser, status: str = "", task: str = "", page: int = 1) -> tuple[list[TaskResult], bool]:
+    """One page of the jobs `user` may see, filtered, and whether another page follows.
+
+    One row more than a page tells whether there is a next page, without counting every job.
+    """
+    jobs = jobs_visible_to(user=user)
+    if status:
+        jobs = jobs.filter(status=status)
+    if task:
+        jobs = jobs.filter(task_name=task)
+    rows = list(jobs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
+    return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+
+
 def job_get(*, job_id: str, user: AbstractBaseUser) -> TaskResult | None:
     """The job with id `job_id` if `user` may see it, else None (also for ids that are not UUIDs)."""
     try:

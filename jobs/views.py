@@ -11,9 +11,6 @@ from .catalog import InvalidArguments, UnknownJob, catalog, find_job
 from .forms import ContactImportForm, SignupForm, arguments_form_class
 from .models import ContactImport, JobRecord, Report
 
-PAGE_SIZE = 50
-
-
 def _visible_job(request, job_id: str):
     record = selectors.job_get(job_id=job_id, user=request.user)
     if record is None:
@@ -26,17 +23,11 @@ def job_list(request):
     """The signed-in user's jobs (staff: everyone's), newest first, filtered by status and job."""
     status, task = request.GET.get("status", ""), request.GET.get("task", "")
     page = int(request.GET["page"]) if request.GET.get("page", "").isdigit() and int(request.GET["page"]) > 0 else 1
-    jobs = selectors.jobs_visible_to(user=request.user)
-    if status:
-        jobs = jobs.filter(status=status)
-    if task:
-        jobs = jobs.filter(task_name=task)
-    # A row more than a page says whether another page follows, without counting every job.
-    rows = list(jobs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
+    rows, has_next = selectors.jobs_page(user=request.user, status=status, task=task, page=page)
     return render(request, "jobs/job_list.html", {
-        "jobs": [selectors.job_details(record) for record in rows[:PAGE_SIZE]],
+        "jobs": [selectors.job_details(record) for record in rows],
         "statuses": selectors.STATES, "tasks": list(catalog()), "status": status, "task": task,
-        "page": page, "has_next": len(rows) > PAGE_SIZE,
+        "page": page, "has_next": has_next,
     })
 
 

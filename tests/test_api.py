@@ -201,7 +201,7 @@ class JobDetailTests(ApiTestCase):
 
 class JobListTests(ApiTestCase):
     def test_lists_only_my_jobs_newest_first_with_filters_and_pages(self):
-        from jobs import api
+        from jobs import selectors
 
         bob = User.objects.create_user("bob")
         with self.captureOnCommitCallbacks():
@@ -215,7 +215,7 @@ class JobListTests(ApiTestCase):
         self.assertEqual(len(self.get("/api/jobs/").json()["items"]), 4)
         self.assertEqual(self.get("/api/jobs/?status=SUCCESS").json()["items"], [])
 
-        with mock.patch.object(api, "PAGE_SIZE", 2):
+        with mock.patch.object(selectors, "PAGE_SIZE", 2):
             first = self.get("/api/jobs/").json()
             self.assertEqual(first["next"], "http://testserver/api/jobs/?page=2")
             second = self.get(first["next"]).json()
