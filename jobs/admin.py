@@ -71,7 +71,9 @@ class PeriodicTaskForm(beat_admin.PeriodicTaskForm):
             schedules.periodic_task_check(candidate)
         except ValidationError as exc:
             fields = getattr(exc, "error_dict", {})
-            raise ValidationError({"regtask" if name == "task" else name: errors for name, errors in fields.items()})
+            raise ValidationError(
+                {"regtask" if name == "task" else name: errors for name, errors in fields.items()}
+            ) from exc
         return data
 
 

@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import validate_email
 from django.db import transaction
 
-from .models import Contact, ContactImport, ImportRowError, JobRecord
+from .models import Contact, ContactImport, ImportRowError
 
 COLUMNS = ("email", "name", "phone")  # email and name required; extra columns are ignored
 CHUNK_ROWS = 5000

@@ -164,8 +164,8 @@ class PermissionTests(TestCase):
         self.client.force_login(viewer)
         changelist = self.client.get("/admin/django_celery_results/taskresult/")
         self.assertNotContains(changelist, "retry_jobs")
-        response = self.client.post("/admin/django_celery_results/taskresult/",
-                                    {"action": "retry_jobs", "_selected_action": [self.record.pk]})
+        self.client.post("/admin/django_celery_results/taskresult/",
+                         {"action": "retry_jobs", "_selected_action": [self.record.pk]})
         self.assertFalse(JobRecord.objects.filter(retry_of__isnull=False).exists())
         self.assertEqual(self.client.post(f"/admin/django_celery_results/taskresult/{self.record.pk}/retry/").status_code, 403)
 
