@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field
 from . import contacts, selectors, services
 from .catalog import InvalidArguments, UnknownJob, catalog, find_job
 from .models import JobRecord
+from .throttling import launch_wait, too_many
 
 
 class BearerToken(HttpBearer):
@@ -57,6 +58,12 @@ class ErrorOut(Schema):
 
 def error(request: HttpRequest, status: int, detail: str, errors: list[dict[str, str]] = ()) -> HttpResponse:
     return api.create_response(request, {"detail": detail, "errors": list(errors)}, status=status)
+
+
+def throttled(request: HttpRequest, wait: int) -> HttpResponse:
+    response = error(request, 429, too_many(wait))
+    response["Retry-After"] = str(wait)
+    return response
 
 
 @api.exception_handler(AuthenticationError)
@@ -156,9 +163,12 @@ def job_out(request: HttpRequest, record) -> dict[str, Any]:
     return {**selectors.job_details(record), "url": url}
 
 
-@api.post("/jobs/", response={202: JobOut, 403: ErrorOut, 422: ErrorOut, 503: ErrorOut}, url_name="job_create")
+@api.post("/jobs/", response={202: JobOut, 403: ErrorOut, 422: ErrorOut, 429: ErrorOut, 503: ErrorOut},
+          url_name="job_create")
 def job_create(request, payload: JobIn, response: HttpResponse):
     """Launch a job from the catalog; it is enqueued once recorded, and runs on a worker."""
+    if (wait := launch_wait(request)) is not None:
+        return throttled(request, wait)
     try:
         find_job(payload.task, user=request.user)
         record = services.job_launch(
@@ -214,9 +224,12 @@ def job_detail(request, job_id: str):
     return job_out(request, record)
 
 
-@api.post("/imports/", response={202: ImportOut, 413: ErrorOut, 422: ErrorOut, 503: ErrorOut}, url_name="import_create")
-def import_create(request, response: HttpResponse, file: UploadedFile = File(...)):
+@api.post("/imports/", response={202: ImportOut, 413: ErrorOut, 422: ErrorOut, 429: ErrorOut, 503: ErrorOut},
+          url_name="import_create")
+def import_create(request, response: HttpResponse, file: UploadedFile = File(...)):  # noqa: B008 (ninja's way)
     """Upload a CSV of contacts (columns email, name, phone); a job on the long queue imports it."""
+    if (wait := launch_wait(request)) is not None:
+        return throttled(request, wait)
     try:
         contact_import = contacts.contact_import_create(upload=file, user=request.user, origin=JobRecord.Origin.API)
     except contacts.ImportRefused as exc:

@@ -10,6 +10,7 @@ from . import contacts, selectors, services, signup
 from .catalog import InvalidArguments, UnknownJob, catalog, find_job
 from .forms import ContactImportForm, SignupForm, arguments_form_class
 from .models import ContactImport, JobRecord, Report
+from .throttling import launch_wait, too_many
 
 def _visible_job(request, job_id: str):
     record = selectors.job_get(job_id=job_id, user=request.user)
@@ -44,6 +45,9 @@ def job_new(request):
         return redirect("jobs:new")
     form = arguments_form_class(job)(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        if (wait := launch_wait(request)) is not None:
+            form.add_error(None, too_many(wait))
+            return render(request, "jobs/job_new.html", {"job": job, "form": form}, status=429)
         try:
             record = services.job_launch(
                 name=job.name, kwargs=form.cleaned_data, launched_by=request.user, origin=JobRecord.Origin.PAGE
@@ -106,6 +110,9 @@ def signup_view(request):
     """Create an inactive account; the activation email goes out from a worker."""
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        if (wait := launch_wait(request)) is not None:  # each sign-up sends an email
+            form.add_error(None, too_many(wait))
+            return render(request, "registration/signup.html", {"form": form}, status=429)
         user = signup.user_register(
             username=form.cleaned_data["username"], email=form.cleaned_data["email"],
             password=form.cleaned_data["password1"],
@@ -129,7 +136,9 @@ def activate_view(request, token: str):
 def import_list(request):
     """Upload a CSV of contacts; see earlier uploads and how they went."""
     form = ContactImportForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.is_valid() and (wait := launch_wait(request)) is not None:
+        form.add_error(None, too_many(wait))
+    elif request.method == "POST" and form.is_valid():
         try:
             contact_import = contacts.contact_import_create(
                 upload=form.cleaned_data["file"], user=request.user, origin=JobRecord.Origin.PAGE

@@ -27,6 +27,16 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# Served over HTTPS (production): redirect plain HTTP, send HSTS, keep cookies off plain HTTP.
+# Off by default so `make run` works on http://localhost; `manage.py check --deploy` wants it on.
+HTTPS = env.bool("DJANGO_HTTPS", default=False)
+SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = 365 * 24 * 3600 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = HTTPS
+# Behind a proxy that ends TLS: trust its X-Forwarded-Proto (only then: a client could send it too).
+if env.bool("DJANGO_BEHIND_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -106,6 +116,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="jobs@localhost")
 SITE_URL = env.str("SITE_URL", default="http://localhost:8000")
 # How long an activation link works.
 ACTIVATION_MAX_AGE = timedelta(days=env.int("ACTIVATION_DAYS", default=3))
+
+# Jobs (and imports, and sign-ups) one user, or one address when signed out, may start: "60/m".
+JOBS_LAUNCH_RATE = env.str("JOBS_LAUNCH_RATE", default="60/m")
 
 # CSV imports: refused before anything is stored or enqueued when larger.
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=20 * 1024 * 1024)

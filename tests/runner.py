@@ -9,6 +9,9 @@ import shutil
 import subprocess
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from django.conf import settings
+from django.core.cache import cache
+from django.test import override_settings
 from django.test.runner import DiscoverRunner
 
 from site_config import celery_app
@@ -36,6 +39,15 @@ def recreate_vhost(vhost: str, user: str) -> None:
 class TestRunner(DiscoverRunner):
     def setup_test_environment(self, **kwargs):
         super().setup_test_environment(**kwargs)
+        # A Redis database of the tests' own for the cache (launch counters), emptied each run.
+        test_cache = {**settings.CACHES["default"], "LOCATION": settings.REDIS_URL.rsplit("/", 1)[0] + "/15"}
+        self.cache_override = override_settings(CACHES={"default": test_cache})
+        self.cache_override.enable()
+        cache.clear()
         url, vhost, user = test_broker_url(celery_app.conf.broker_url)
         recreate_vhost(vhost, user)
         celery_app.conf.broker_url = os.environ["CELERY_BROKER_URL"] = url
+
+    def teardown_test_environment(self, **kwargs):
+        self.cache_override.disable()
+        super().teardown_test_environment(**kwargs)

@@ -116,6 +116,36 @@ class WorkerEndToEndTests(TransactionTestCase):
         self.assertEqual((body["status"], body["retry_of"], body["origin"]), ("SUCCESS", failed.task_id, "retry"))
         self.assertEqual(self.get(f"/api/jobs/{failed.task_id}/").json()["retried_as"], [retried.task_id])
 
+    def test_a_pickled_message_is_refused_and_never_executed(self):
+        """Pickle runs code when loaded: a worker that accepts only JSON drops it and goes on."""
+        import os
+        import pickle
+        import tempfile
+        import uuid
+
+        marker = os.path.join(tempfile.mkdtemp(), "pwned")
+
+        class Exploit:
+            def __reduce__(self):
+                return (open, (marker, "w"))
+
+        task_id = str(uuid.uuid4())
+        with celery_app.producer_or_acquire() as producer:
+            producer.publish(
+                pickle.dumps(((), {}, {})), routing_key="default", exchange="default", serializer=None,
+                content_type="application/x-python-serialize", content_encoding="binary",
+                headers={"task": "jobs.add", "id": task_id, "lang": "py", "argsrepr": repr(Exploit())},
+            )
+            producer.publish(
+                pickle.dumps(Exploit()), routing_key="default", exchange="default", serializer=None,
+                content_type="application/x-python-serialize", content_encoding="binary",
+                headers={"task": "jobs.add", "id": str(uuid.uuid4()), "lang": "py"},
+            )
+        wait_for(lambda: self.worker.output().count("Refusing to deserialize untrusted content of type pickle") >= 2,
+                 message=f"the worker to refuse both messages; log:\n{self.worker.output()[-2000:]}")
+        self.assertFalse(os.path.exists(marker))
+        self.assertEqual(self.wait_until_done(self.launch("jobs.add", [2, 2])["url"])["result"], 4)
+
     def worker_backends(self) -> set[int]:
         with connection.cursor() as cursor:
             cursor.execute(

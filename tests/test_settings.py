@@ -91,3 +91,29 @@ class CeleryConfigurationTests(SimpleTestCase):
 
         self.assertTrue(issubclass(symbol_by_name(self.conf.beat_scheduler), DatabaseScheduler))
         self.assertEqual(self.conf.timezone, settings.TIME_ZONE)
+
+
+class DeployCheckTests(SimpleTestCase):
+    def test_check_deploy_is_clean_with_production_variables(self):
+        """`manage.py check --deploy` finds nothing with DJANGO_HTTPS on and a real key (CI runs it too)."""
+        import secrets
+        import subprocess
+        import sys
+
+        environment = {
+            "PATH": os.environ["PATH"], "DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "DJANGO_HTTPS": "true",
+            "DJANGO_ALLOWED_HOSTS": "jobs.example.com",
+        }
+        result = subprocess.run(
+            [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+            cwd=settings.BASE_DIR, env=environment, capture_output=True, text=True,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("no issues", result.stdout)
+
+    def test_https_switch_sets_the_secure_settings(self):
+        loaded = load_settings({"DJANGO_SECRET_KEY": "s" * 50, "DJANGO_HTTPS": "true", "DJANGO_BEHIND_PROXY": "true"})
+        self.assertTrue(loaded["SECURE_SSL_REDIRECT"] and loaded["SESSION_COOKIE_SECURE"] and loaded["CSRF_COOKIE_SECURE"])
+        self.assertEqual(loaded["SECURE_HSTS_SECONDS"], 365 * 24 * 3600)
+        self.assertEqual(loaded["SECURE_PROXY_SSL_HEADER"], ("HTTP_X_FORWARDED_PROTO", "https"))
+        self.assertNotIn("SECURE_PROXY_SSL_HEADER", load_settings({"DJANGO_SECRET_KEY": "s" * 50}))

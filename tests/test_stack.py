@@ -71,9 +71,15 @@ class ComposeTests(SimpleTestCase):
     def test_beat_uses_the_database_scheduler(self):
         self.assertIn("celery -A site_config beat", self.services["beat"]["command"])
 
-    def test_flower_and_the_app_refuse_to_start_without_their_secrets(self):
+    def test_nothing_starts_without_its_secrets_and_rabbitmq_has_its_own_user_and_vhost(self):
         self.assertIn(":?", self.services["flower"]["environment"]["FLOWER_BASIC_AUTH"])
         self.assertIn(":?", self.services["web"]["environment"]["DJANGO_SECRET_KEY"])
+        self.assertIn(":?", self.services["postgres"]["environment"]["POSTGRES_PASSWORD"])
+        rabbitmq = self.services["rabbitmq"]["environment"]
+        self.assertIn(":?", rabbitmq["RABBITMQ_DEFAULT_PASS"])
+        self.assertNotEqual(rabbitmq["RABBITMQ_DEFAULT_USER"], "guest")
+        self.assertEqual(rabbitmq["RABBITMQ_DEFAULT_VHOST"], "jobs")
+        self.assertTrue(self.services["worker"]["environment"]["CELERY_BROKER_URL"].endswith("@rabbitmq:5672/jobs"))
 
 
 class EnvironmentDocumentationTests(SimpleTestCase):
