@@ -12,12 +12,14 @@ from typing import Any, get_type_hints
 from celery import shared_task
 from celery.exceptions import Ignore
 from celery.contrib.django.task import DjangoTask
+from django.db import InterfaceError, OperationalError
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from site_config.celery import app
 
 
-PROGRESS = "PROGRESS"  # the custom state of a running job that reports how far it is
+PROGRESS = "PROGRESS"
+TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)  # the custom state of a running job that reports how far it is
 
 
 class InvalidArguments(ValueError):
@@ -137,8 +139,14 @@ def job(name: str, staff_only: bool = False, **task_options):
     """Declare a launchable job: a shared Celery task named `name` with validated arguments.
 
     `staff_only` jobs are launched by the system (signup, uploads, beat) and by staff; the API and
-    the pages refuse them to everyone else.
+    the pages refuse them to everyone else. Every job is retried, with backoff, when the database
+    drops its connection (a restart, a failover, a deadlock), on top of the errors it names in
+    `autoretry_for`: jobs are idempotent, and the retry runs on a fresh connection.
     """
+    task_options["autoretry_for"] = (*task_options.get("autoretry_for", ()), *TRANSIENT_DATABASE_ERRORS)
+    task_options.setdefault("retry_backoff", True)
+    task_options.setdefault("retry_jitter", True)
+    task_options.setdefault("max_retries", 5)
     return shared_task(name=name, base=JobTask, staff_only=staff_only, **task_options)
 
 

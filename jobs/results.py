@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from celery import states
 from celery.utils.time import maybe_timedelta
-from django.db import connections
+from django.db import OperationalError, connections
 from django.utils import timezone
 from django_celery_results.backends import database
 from django_celery_results.managers import TaskResultManager
@@ -67,6 +67,17 @@ class StoredResultManager(TaskResultManager):
 
 class DatabaseBackend(database.DatabaseBackend):
     """`CELERY_RESULT_BACKEND = "jobs.results:DatabaseBackend"`: django-db, with the writes above."""
+
+    def exception_safe_to_retry(self, exc):
+        """Retry on a new connection after the connection broke (CELERY_RESULT_BACKEND_ALWAYS_RETRY).
+
+        django-celery-results retries InterfaceError ("connection already closed"); a PostgreSQL
+        restart first shows as OperationalError ("server closed the connection unexpectedly").
+        """
+        if isinstance(exc, OperationalError):
+            connections["default"].close()
+            return True
+        return super().exception_safe_to_retry(exc)
 
     def _store_result(self, task_id, result, status, traceback=None, request=None, using=None):
         try:

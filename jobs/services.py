@@ -20,7 +20,7 @@ from kombu.exceptions import OperationalError
 from site_config.celery import app as celery_app
 
 from .catalog import find_job
-from .models import ApiToken, JobAction, JobRecord
+from .models import ApiToken, JobAction, JobRecord, Probe
 from .results import DatabaseBackend
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -205,3 +205,14 @@ def periodic_task_run_now(*, periodic_task: PeriodicTask, launched_by: AbstractB
         name=entry.task, args=entry.args, kwargs=entry.kwargs, options=entry.options,
         launched_by=launched_by, origin=JobRecord.Origin.SCHEDULE,
     )
+
+
+def probe_record(*, key: str) -> None:
+    """Record `key` once, counting the runs: the effect of running twice is the effect of once."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Probe._meta.db_table} (key, runs, first_at, last_at) VALUES (%s, 1, %s, %s) "
+            f"ON CONFLICT (key) DO UPDATE SET runs = {Probe._meta.db_table}.runs + 1, last_at = EXCLUDED.last_at",
+            [key, now, now],
+        )

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, HttpUrl
 
-from . import contacts, fetch, reports, signup
+from . import contacts, fetch, reports, services, signup
 from .catalog import job
 
 
@@ -29,6 +29,14 @@ def countdown(self, seconds: Annotated[int, Field(ge=1, le=600)]) -> str:
         self.report_progress(elapsed, seconds, f"{seconds - elapsed} s to go")
         time.sleep(1)
     return f"Counted down {seconds} s."
+
+
+@job("jobs.probe", staff_only=True)
+def probe(key: str, seconds: Annotated[float, Field(ge=0, le=60)] = 0) -> str:
+    """Wait, then record `key` once: an end-to-end check of the pipeline (the fault suite counts these)."""
+    time.sleep(seconds)
+    services.probe_record(key=key)
+    return key
 
 
 @job(

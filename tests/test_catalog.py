@@ -43,6 +43,14 @@ class CatalogTests(SimpleTestCase):
         with self.assertRaisesMessage(InvalidArguments, "name: Input should be a valid string"):
             say_hello(42)
 
+    def test_every_job_is_retried_when_the_database_drops_its_connection(self):
+        from django.db import InterfaceError, OperationalError
+
+        for name, job in catalog().items():
+            with self.subTest(job=name):
+                self.assertTrue({OperationalError, InterfaceError} <= set(job.autoretry_for))
+                self.assertTrue(job.retry_backoff)
+
     def test_argument_schema_is_published(self):
         schema = add.arguments_model.model_json_schema()
         self.assertEqual(schema["required"], ["x", "y"])

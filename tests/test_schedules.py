@@ -207,7 +207,8 @@ class PeriodicTaskAdminTests(TestCase):
         response = self.client.get(ADD)
         choices = [value for value, _ in response.context["adminform"].form.fields["regtask"].choices]
         self.assertEqual(choices, ["", "jobs.add", "jobs.build_report", "jobs.countdown", "jobs.fetch_url",
-                                   "jobs.import_contacts", "jobs.say_hello", "jobs.send_activation_email"])
+                                   "jobs.import_contacts", "jobs.probe", "jobs.say_hello",
+                                   "jobs.send_activation_email"])
         self.assertContains(response, "jobs.add(x: int, y: int) — Add two integers")
 
     def test_wrong_arguments_are_a_form_error_and_nothing_is_saved(self):

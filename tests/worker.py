@@ -1,5 +1,6 @@
 """Real Celery processes for integration tests, on the real broker and the test database."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -46,6 +47,7 @@ class CeleryProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "site_config", *self.command],
             cwd=settings.BASE_DIR, env=environment, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a crash can take all of it
         )
         try:
             wait_for(self._ready, timeout=60, interval=0.2, message=f"{self.command[0]} to start")
@@ -73,8 +75,8 @@ class CeleryProcess:
                 self.process.wait()
 
     def kill(self):
-        """SIGKILL: the process dies on the spot, as in a crash."""
-        self.process.kill()
+        """SIGKILL to the process and its children: the machine is gone, as in a crash."""
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
     def output(self) -> str:
