@@ -147,6 +147,7 @@ def job(name: str, staff_only: bool = False, **task_options):
     task_options.setdefault("retry_backoff", True)
     task_options.setdefault("retry_jitter", True)
     task_options.setdefault("max_retries", 5)
+    task_options.setdefault("default_retry_delay", 5)  # after a pool process died mid-job
     return shared_task(name=name, base=JobTask, staff_only=staff_only, **task_options)
 
 

@@ -2,8 +2,10 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 from celery.fixups import django as django_fixup
 from django.db import close_old_connections
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site_config.settings")
 
@@ -44,3 +46,14 @@ def install_django_fixup(app):
 app = Celery("site_config", fixups=["site_config.celery:install_django_fixup"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_ready.connect
+def declare_dead_letter_queue(sender, **kwargs):
+    """The exchange the job queues dead-letter to, and the queue that keeps those messages
+    (for inspection in RabbitMQ's management UI). Declaring is idempotent."""
+    from django.conf import settings
+
+    exchange = Exchange(settings.DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
+    with sender.app.connection_for_write() as connection:
+        Queue(settings.DEAD_LETTER_QUEUE, exchange, durable=True).declare(channel=connection.default_channel)

@@ -170,10 +170,12 @@ BEAT_LOCK_TIMEOUT = 15
 # email I/O is never stuck behind a 20-minute import. Durable queues and persistent messages
 # survive a broker restart. Tasks are routed here, not at call sites.
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES = (
-    Queue("default", durable=True),
-    Queue("email", durable=True),
-    Queue("long", durable=True),
+# What a worker refuses without requeueing (undecodable or disallowed content, unknown tasks)
+# goes to the dead-letter queue (declared by site_config/celery.py) instead of vanishing.
+DEAD_LETTER_EXCHANGE = DEAD_LETTER_QUEUE = "dead-letter"
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, durable=True, queue_arguments={"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE})
+    for name in ("default", "email", "long")
 )
 CELERY_TASK_ROUTES = {
     "jobs.send_activation_email": {"queue": "email"},
@@ -190,6 +192,13 @@ CELERY_TASK_DEFAULT_PRIORITY = 5
 # mid-task leaves it on the queue to run again. Right for idempotent tasks, which ours are;
 # a task that must never run twice opts out with acks_late=False.
 CELERY_TASK_ACKS_LATE = True
+# A pool process that dies mid-job (killed, out of memory) does not lose the job: it is retried,
+# a few seconds later, up to the job's max_retries (5 by default, jobs/catalog.py). A job that
+# kills its process every time ("poison") therefore fails after a bounded number of tries, with
+# WorkerLostError as its error, instead of looping; other jobs keep flowing. If the retry cannot be
+# sent, the message is requeued instead.
+CELERY_TASK_RETRY_ON_WORKER_LOST = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # A worker that loses its broker connection stops the late-acked tasks it is running, since
 # RabbitMQ hands them to another worker: otherwise they would run twice.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True

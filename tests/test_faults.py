@@ -6,9 +6,11 @@ state, every key was recorded exactly once, every result is stored. Tagged `faul
 `integration`): `python manage.py test --tag faults` runs them alone. The PostgreSQL restart needs
 `pg_ctlcluster` and the right to use it (root, as CI runs).
 """
+import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 
@@ -17,7 +19,8 @@ from django.test import TransactionTestCase, tag
 from django_celery_results.models import TaskResult
 
 from jobs import services
-from jobs.models import Probe
+from jobs.catalog import find_job
+from jobs.models import JobRecord, Probe
 
 from .worker import Worker, wait_for
 
@@ -40,6 +43,63 @@ class FaultTests(TransactionTestCase):
         probes = dict(Probe.objects.filter(key__in=self.keys).values_list("key", "runs"))
         self.assertEqual(sorted(probes), sorted(self.keys))  # each key recorded, once (a unique row)
         return sum(runs - 1 for runs in probes.values())  # runs beyond the first: the redeliveries
+
+    def kill_pool_process_running(self, task_id: str, times: int) -> threading.Thread:
+        """In the background: each time `task_id` starts, SIGKILL the pool process running it."""
+        killed, stop = [], threading.Event()
+
+        def killer():
+            while len(killed) < times and not stop.is_set():
+                row = TaskResult.objects.filter(task_id=task_id, status="STARTED").values_list("result", flat=True).first()
+                pid = json.loads(row)["pid"] if row else None
+                if pid and pid not in killed:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                time.sleep(0.02)
+            connection.close()
+
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.killed = killed
+        thread.start()
+        self.addCleanup(thread.join)  # before the test database goes: the thread holds a connection
+        self.addCleanup(stop.set)
+        return thread
+
+    def test_a_pool_process_killed_mid_job_loses_nothing(self):
+        """The job whose process died runs again (a few seconds later) and completes."""
+        worker = Worker(concurrency=2).start()
+        self.addCleanup(worker.stop)
+        task_ids = self.launch_batch(seconds=1)
+        killer = self.kill_pool_process_running(task_ids[0], times=1)
+        wait_for(lambda: self.done(task_ids) == BATCH, timeout=120, message="the batch")
+        self.assertEqual(len(killer.killed), 1)
+        rerun = self.assertNothingLostOrDoubled(task_ids)
+        record = JobRecord.objects.get(result__task_id=task_ids[0])
+        self.assertEqual(record.attempts, 2)
+        self.assertIn("SIGKILL", record.last_error)
+        print(f"\nfault: pool process SIGKILL: {BATCH} jobs, 1 killed mid-run and run again, 0 lost, "
+              f"0 doubled effects ({rerun} recorded twice)")
+
+    def test_a_poison_job_fails_after_bounded_tries_and_the_rest_flow(self):
+        """A job that kills its process on every try is given up (FAILURE, with the reason)."""
+        worker = Worker(concurrency=2).start()
+        self.addCleanup(worker.stop)
+        poison = services.job_launch(name="jobs.probe", args=["poison", 0.5], options={"countdown": 0}).task_id
+        tries = find_job("jobs.probe").max_retries + 1
+        killer = self.kill_pool_process_running(poison, times=tries + 1)  # would kill a further try too
+        task_ids = self.launch_batch(seconds=0.2)
+        started = time.monotonic()
+        failed = wait_for(lambda: TaskResult.objects.filter(task_id=poison, status="FAILURE").first(), timeout=120,
+                          message=f"the poison job to be given up; log:\n{worker.output()[-3000:]}")
+        wait_for(lambda: self.done(task_ids) == BATCH, timeout=60, message="the other jobs")
+        self.assertNothingLostOrDoubled(task_ids)
+        self.assertIn("WorkerLostError", failed.result)
+        self.assertEqual(len(killer.killed), tries)
+        self.assertFalse(Probe.objects.filter(key="poison").exists())
+        record = JobRecord.objects.get(result__task_id=poison)
+        self.assertEqual(record.attempts, tries)
+        print(f"\nfault: poison job: given up after {tries} tries in {time.monotonic() - started:.1f} s, "
+              f"FAILURE (WorkerLostError); the other {BATCH} jobs: 0 lost, 0 doubled")
 
     def test_a_worker_killed_with_sigkill_loses_nothing(self):
         """Its reserved and running jobs go back to the queue and run on another worker."""

@@ -146,6 +146,21 @@ class WorkerEndToEndTests(TransactionTestCase):
         self.assertFalse(os.path.exists(marker))
         self.assertEqual(self.wait_until_done(self.launch("jobs.add", [2, 2])["url"])["result"], 4)
 
+    def test_a_message_no_worker_can_run_is_dead_lettered_not_lost(self):
+        """Rejected messages (here: a task no worker knows) land in the dead-letter queue."""
+        import uuid
+
+        from django.conf import settings
+
+        def dead_letters() -> int:
+            with celery_app.connection_for_write() as connection:
+                return connection.default_channel.queue_declare(settings.DEAD_LETTER_QUEUE, passive=True).message_count
+
+        before = dead_letters()
+        celery_app.send_task("jobs.renamed_last_release", args=[1], task_id=str(uuid.uuid4()))
+        wait_for(lambda: dead_letters() == before + 1, message=f"the dead letter; log:\n{self.worker.output()[-2000:]}")
+        self.assertIn("Received unregistered task of type 'jobs.renamed_last_release'", self.worker.output())
+
     def worker_backends(self) -> set[int]:
         with connection.cursor() as cursor:
             cursor.execute(
