@@ -19,7 +19,7 @@ from kombu.exceptions import OperationalError
 
 from site_config.celery import app as celery_app
 
-from .catalog import find_job
+from .catalog import PROGRESS, find_job
 from .models import ApiToken, JobAction, JobRecord, Probe
 from .results import DatabaseBackend
 
@@ -216,3 +216,19 @@ def probe_record(*, key: str) -> None:
             f"ON CONFLICT (key) DO UPDATE SET runs = {Probe._meta.db_table}.runs + 1, last_at = EXCLUDED.last_at",
             [key, now, now],
         )
+
+
+STALE_GRACE = timedelta(minutes=5)
+
+
+def jobs_stale_fail() -> int:
+    """Mark FAILURE the jobs still STARTED (or PROGRESS) past their hard time limit: no worker can
+    still be running them, so the worker that was is gone without a word. Returns how many."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=celery_app.conf.task_time_limit) - STALE_GRACE
+    message = ("No worker reported an outcome before the time limit: the worker running it was lost. "
+               "Retry it if it is still wanted.")
+    return TaskResult.objects.filter(status__in=[states.STARTED, PROGRESS], date_started__lt=cutoff).update(
+        status=states.FAILURE, date_done=now,
+        result=json.dumps({"exc_type": "WorkerLost", "exc_message": [message]}),
+    )

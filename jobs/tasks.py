@@ -4,6 +4,7 @@ import time
 from smtplib import SMTPRecipientsRefused
 from typing import Annotated
 
+from celery import shared_task
 from pydantic import Field, HttpUrl
 
 from . import contacts, fetch, reports, services, signup
@@ -84,3 +85,9 @@ def build_report(days: Annotated[int, Field(ge=1, le=366)] = 7) -> dict[str, obj
 def fetch_url(url: HttpUrl) -> dict[str, object]:
     """Fetch a page and summarize it (status, size, title); timeouts and 5xx are retried, 4xx not."""
     return fetch.url_summarize(url=str(url))
+
+
+@shared_task(name="jobs.stale_jobs_fail")
+def stale_jobs_fail() -> int:
+    """Maintenance, every 5 minutes: jobs whose worker was lost mid-run do not stay STARTED."""
+    return services.jobs_stale_fail()

@@ -133,6 +133,32 @@ class FaultTests(TransactionTestCase):
         print(f"\nfault: worker SIGTERM mid-job: {BATCH} jobs, the running one finished, 0 lost, 0 doubled effects "
               f"({rerun} recorded twice), the rest done by the next worker {time.monotonic() - stopped_at:.1f} s after")
 
+    def test_a_rabbitmq_restart_loses_nothing_and_launches_fail_clearly_meanwhile(self):
+        """Queued and running jobs survive the broker; a launch while it is down is a clear 503,
+        recorded FAILURE rather than PENDING forever; workers reconnect by themselves."""
+        from django.contrib.auth.models import User
+
+        worker = Worker(concurrency=2).start()
+        self.addCleanup(worker.stop)
+        self.addCleanup(subprocess.run, ["rabbitmqctl", "-q", "start_app"], capture_output=True, timeout=120)
+        _, token = services.api_token_create(user=User.objects.create_user("ops", is_staff=True), name="faults")
+        task_ids = self.launch_batch(seconds=0.3)
+        wait_for(lambda: self.done(task_ids) >= 5, message="a few jobs to finish")
+        subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, capture_output=True, timeout=120)
+        stopped_at = time.monotonic()
+        response = self.client.post("/api/jobs/", {"task": "jobs.add", "args": [1, 2]},
+                                    content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+        self.assertEqual(response.status_code, 503, response.content)
+        self.assertIn("The job queue is unavailable", response.json()["detail"])
+        refused = TaskResult.objects.get(task_name="jobs.add")
+        self.assertEqual(refused.status, "FAILURE")
+        subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, capture_output=True, timeout=120)
+        wait_for(lambda: self.done(task_ids) == BATCH, timeout=180,
+                 message=f"the batch after the broker came back; log:\n{worker.output()[-3000:]}")
+        rerun = self.assertNothingLostOrDoubled(task_ids)
+        print(f"\nfault: RabbitMQ stopped and started: {BATCH} jobs, 0 lost, 0 doubled effects ({rerun} recorded "
+              f"twice), a launch meanwhile answered 503, all done {time.monotonic() - stopped_at:.1f} s after the stop")
+
     def test_a_postgresql_restart_loses_no_result(self):
         """Results that cannot be written while PostgreSQL is down are written once it is back."""
         worker = Worker(concurrency=2).start()

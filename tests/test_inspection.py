@@ -242,3 +242,21 @@ class ResultsAdminQueryTests(TestCase):
                 self.assertNotIn("DISTINCT", sql)
                 if "COUNT(" in sql:
                     self.assertIn("LIMIT 10001", sql)  # capped, then the planner's estimate
+
+
+class StaleJobTests(TestCase):
+    def test_jobs_started_longer_ago_than_the_time_limit_are_marked_failed(self):
+        from datetime import timedelta
+
+        from django.utils import timezone
+        from django_celery_beat.models import PeriodicTask
+
+        long_ago = timezone.now() - timedelta(seconds=celery_app.conf.task_time_limit) - timedelta(minutes=6)
+        for task_id, status, started in (("lost", "STARTED", long_ago), ("lost-progress", "PROGRESS", long_ago),
+                                         ("running", "STARTED", timezone.now()), ("done", "SUCCESS", long_ago)):
+            TaskResult.objects.create(task_id=task_id, status=status, date_started=started)
+        self.assertEqual(services.jobs_stale_fail(), 2)
+        statuses = dict(TaskResult.objects.values_list("task_id", "status"))
+        self.assertEqual(statuses, {"lost": "FAILURE", "lost-progress": "FAILURE", "running": "STARTED", "done": "SUCCESS"})
+        self.assertIn("the worker running it was lost", TaskResult.objects.get(task_id="lost").result)
+        self.assertEqual(PeriodicTask.objects.get(task="jobs.stale_jobs_fail").interval.every, 5)
