@@ -1,4 +1,4 @@
-"""Writes and side effects: launching jobs, issuing tokens."""
+"""Writes and side effects: launching, recording, retrying and cancelling jobs; tokens; probes."""
 import json
 import secrets
 import uuid

@@ -175,3 +175,38 @@ class FaultTests(TransactionTestCase):
         rerun = self.assertNothingLostOrDoubled(task_ids)
         print(f"\nfault: PostgreSQL restart: {BATCH} jobs, 0 lost, 0 doubled effects ({rerun} recorded twice), "
               f"all done {time.monotonic() - restarted_at:.1f} s after the restart began")
+
+
+@tag("integration", "faults")
+class BeatFaultTests(TransactionTestCase):
+    def test_a_beat_killed_and_restarted_doubles_nothing_and_resumes(self):
+        """A crashed beat's lock expires; its replacement re-reads the table and goes on: no run is
+        sent twice, and the runs due during the gap are sent once, late, when it takes over."""
+        from django.conf import settings
+        from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+        from .worker import Beat
+
+        worker = Worker(concurrency=2).start()
+        self.addCleanup(worker.stop)
+        task = PeriodicTask.objects.create(
+            name="probe every 2 s", task="jobs.add", args="[1, 1]",
+            interval=IntervalSchedule.objects.create(every=2, period="seconds"),
+        )
+        runs = TaskResult.objects.filter(periodic_task_name=task.name)
+        first = Beat().start()
+        wait_for(lambda: runs.count() >= 3, timeout=30, message="three runs")
+        first.kill()
+        killed_at, before = time.monotonic(), runs.count()
+        second = Beat().start()
+        self.addCleanup(second.stop)
+        wait_for(lambda: runs.count() >= before + 3, timeout=settings.BEAT_LOCK_TIMEOUT + 20,
+                 message=f"runs from the new beat; its log:\n{second.output()[-2000:]}")
+        resumed = time.monotonic() - killed_at
+        times = list(runs.order_by("date_created").values_list("date_created", flat=True))
+        gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:])]
+        self.assertGreater(min(gaps), 1, gaps)  # none sent twice
+        self.assertLess(max(gaps), settings.BEAT_LOCK_TIMEOUT + 2 + 3, gaps)
+        self.assertEqual(set(runs.values_list("status", flat=True)), {"SUCCESS"})
+        print(f"\nfault: beat SIGKILLed and restarted: {len(times)} runs of a 2 s task, 0 doubled, "
+              f"longest gap {max(gaps):.1f} s, sending again {resumed:.1f} s after the kill")
