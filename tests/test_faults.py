@@ -200,13 +200,15 @@ class BeatFaultTests(TransactionTestCase):
         killed_at, before = time.monotonic(), runs.count()
         second = Beat().start()
         self.addCleanup(second.stop)
-        wait_for(lambda: runs.count() >= before + 3, timeout=settings.BEAT_LOCK_TIMEOUT + 20,
+        done = runs.filter(status="SUCCESS")
+        wait_for(lambda: done.count() >= before + 3, timeout=settings.BEAT_LOCK_TIMEOUT + 20,
                  message=f"runs from the new beat; its log:\n{second.output()[-2000:]}")
         resumed = time.monotonic() - killed_at
         times = list(runs.order_by("date_created").values_list("date_created", flat=True))
         gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:])]
         self.assertGreater(min(gaps), 1, gaps)  # none sent twice
         self.assertLess(max(gaps), settings.BEAT_LOCK_TIMEOUT + 2 + 3, gaps)
-        self.assertEqual(set(runs.values_list("status", flat=True)), {"SUCCESS"})
+        # Every run sent succeeded, or is still on its way (beat goes on sending while we look).
+        self.assertLessEqual(set(runs.values_list("status", flat=True)), {"SUCCESS", "PENDING", "STARTED"})
         print(f"\nfault: beat SIGKILLed and restarted: {len(times)} runs of a 2 s task, 0 doubled, "
               f"longest gap {max(gaps):.1f} s, sending again {resumed:.1f} s after the kill")
