@@ -56,4 +56,6 @@ def declare_dead_letter_queue(sender, **kwargs):
 
     exchange = Exchange(settings.DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
     with sender.app.connection_for_write() as connection:
-        Queue(settings.DEAD_LETTER_QUEUE, exchange, durable=True).declare(channel=connection.default_channel)
+        Queue(settings.DEAD_LETTER_QUEUE, exchange, durable=True, queue_arguments=settings.DEAD_LETTER_RETENTION).declare(
+            channel=connection.default_channel
+        )

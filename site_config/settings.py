@@ -170,8 +170,10 @@ BEAT_LOCK_TIMEOUT = 15
 # email I/O is never stuck behind a 20-minute import. Durable queues and persistent messages
 # survive a broker restart. Tasks are routed here, not at call sites.
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# What a worker refuses without requeueing (undecodable or disallowed content, unknown tasks)
-# goes to the dead-letter queue (declared by site_config/celery.py) instead of vanishing.
+# What a worker refuses without requeueing (failed jobs, unknown tasks, invalid messages) goes to
+# the dead-letter queue (declared by site_config/celery.py) instead of vanishing. It keeps them
+# 14 days, at most 100,000 (the oldest go first).
+DEAD_LETTER_RETENTION = {"x-message-ttl": 14 * 24 * 3600 * 1000, "x-max-length": 100_000}
 DEAD_LETTER_EXCHANGE = DEAD_LETTER_QUEUE = "dead-letter"
 CELERY_TASK_QUEUES = tuple(
     Queue(name, durable=True, queue_arguments={"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE})
@@ -199,6 +201,10 @@ CELERY_TASK_ACKS_LATE = True
 # sent, the message is requeued instead.
 CELERY_TASK_RETRY_ON_WORKER_LOST = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A job that fails for good (an error, a time limit, tries used up) has its message rejected, not
+# acknowledged: it moves to the dead-letter queue, where it can be inspected (its result, with the
+# error, is recorded in the database as well).
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
 # A worker that loses its broker connection stops the late-acked tasks it is running, since
 # RabbitMQ hands them to another worker: otherwise they would run twice.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True

@@ -22,6 +22,8 @@ from jobs import services
 from jobs.catalog import find_job
 from jobs.models import JobRecord, Probe
 
+from site_config import celery_app
+
 from .worker import Worker, wait_for
 
 BATCH = 30
@@ -82,8 +84,16 @@ class FaultTests(TransactionTestCase):
 
     def test_a_poison_job_fails_after_bounded_tries_and_the_rest_flow(self):
         """A job that kills its process on every try is given up (FAILURE, with the reason)."""
+        from django.conf import settings
+
         worker = Worker(concurrency=2).start()
         self.addCleanup(worker.stop)
+
+        def dead_letters() -> int:
+            with celery_app.connection_for_write() as connection:
+                return connection.default_channel.queue_declare(settings.DEAD_LETTER_QUEUE, passive=True).message_count
+
+        dead_before = dead_letters()
         poison = services.job_launch(name="jobs.probe", args=["poison", 0.5], options={"countdown": 0}).task_id
         tries = find_job("jobs.probe").max_retries + 1
         killer = self.kill_pool_process_running(poison, times=tries + 1)  # would kill a further try too
@@ -94,12 +104,13 @@ class FaultTests(TransactionTestCase):
         wait_for(lambda: self.done(task_ids) == BATCH, timeout=60, message="the other jobs")
         self.assertNothingLostOrDoubled(task_ids)
         self.assertIn("WorkerLostError", failed.result)
+        wait_for(lambda: dead_letters() == dead_before + 1, message="the poison message in the dead-letter queue")
         self.assertEqual(len(killer.killed), tries)
         self.assertFalse(Probe.objects.filter(key="poison").exists())
         record = JobRecord.objects.get(result__task_id=poison)
         self.assertEqual(record.attempts, tries)
         print(f"\nfault: poison job: given up after {tries} tries in {time.monotonic() - started:.1f} s, "
-              f"FAILURE (WorkerLostError); the other {BATCH} jobs: 0 lost, 0 doubled")
+              f"FAILURE (WorkerLostError), dead-lettered; the other {BATCH} jobs: 0 lost, 0 doubled")
 
     def test_a_worker_killed_with_sigkill_loses_nothing(self):
         """Its reserved and running jobs go back to the queue and run on another worker."""
