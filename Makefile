@@ -16,8 +16,6 @@ test: $(VENV)/installed .env
 	$(BIN)/python manage.py test
 
 bench: $(VENV)/installed .env
-	$(BIN)/python manage.py db_create
-	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py bench_throughput
 
 env: .env

@@ -7,11 +7,10 @@ import sys
 import tempfile
 import time
 import uuid
-from urllib.parse import quote
 
 from django.conf import settings
-from django.db import connection
 
+from jobs.management.throwaway import database_url
 from site_config import celery_app
 
 
@@ -37,13 +36,7 @@ class CeleryProcess:
         self.environment = environment or {}
 
     def start(self):
-        db = connection.settings_dict
-        credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-        environment = {
-            **os.environ,
-            "DATABASE_URL": f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{quote(db['NAME'])}",
-            **self.environment,
-        }
+        environment = {**os.environ, "DATABASE_URL": database_url(), **self.environment}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "site_config", *self.command],
             cwd=settings.BASE_DIR, env=environment, stdout=self.log, stderr=subprocess.STDOUT,

@@ -1,7 +1,15 @@
 """A database of a benchmark's own, created and dropped like the test database."""
 from contextlib import contextmanager
+from urllib.parse import quote
 
 from django.db import connection
+
+
+def database_url() -> str:
+    """DATABASE_URL for the database this process uses now, to hand to worker subprocesses."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    return f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{quote(db['NAME'])}"
 
 
 @contextmanager

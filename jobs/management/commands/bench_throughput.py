@@ -12,6 +12,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from jobs.catalog import find_job
+from jobs.management.throwaway import database_url, throwaway_database
 from site_config import celery_app
 from tests.worker import Worker, wait_for
 
@@ -49,12 +50,18 @@ class Command(BaseCommand):
             return
 
         figures = {name: [] for name in VARIANTS}
+        with throwaway_database("throughput"):  # the same empty tables for every run
+            self.run_rounds(figures, tasks, rounds, concurrency, database_url())
+        self.report(figures, tasks, rounds, concurrency)
+
+    def run_rounds(self, figures, tasks, rounds, concurrency, database):
         for round_number in range(1, rounds + 1):
             for name, environment in VARIANTS.items():
                 result = subprocess.run(
                     [sys.executable, "manage.py", "bench_throughput", "--measure", name,
                      "--tasks", str(tasks), "--concurrency", str(concurrency)],
-                    cwd=settings.BASE_DIR, env={**os.environ, **environment}, capture_output=True, text=True,
+                    cwd=settings.BASE_DIR, env={**os.environ, **environment, "DATABASE_URL": database},
+                    capture_output=True, text=True,
                 )
                 if result.returncode:
                     raise CommandError(f"Measuring {name} failed:\n{result.stderr[-3000:]}")
@@ -62,6 +69,7 @@ class Command(BaseCommand):
                 figures[name].append(rate)
                 self.stderr.write(f"round {round_number}: {name}: {rate:.0f} tasks/s")
 
+    def report(self, figures, tasks, rounds, concurrency):
         self.stdout.write(
             f"\nEnd-to-end throughput: {tasks} x jobs.add per run, worker with {concurrency} prefork "
             f"processes, median of {rounds} interleaved rounds\n"
