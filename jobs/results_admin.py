@@ -250,8 +250,8 @@ class TaskResultAdmin(admin.ModelAdmin):
     def retry_view(self, request, object_id):
         if request.method != "POST" or not self.has_retry_permission(request):
             raise PermissionDenied
-        result = get_object_or_404(TaskResult.objects.select_related("job"), pk=object_id)
-        self.retry_jobs(request, TaskResult.objects.filter(pk=result.pk))
+        get_object_or_404(TaskResult, pk=object_id)
+        self.retry_jobs(request, TaskResult.objects.filter(pk=object_id))
         return redirect("admin:django_celery_results_taskresult_change", object_id)
 
     def cancel_view(self, request, object_id):

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from .catalog import PROGRESS
+from .models import ContactImport
 
 # Final and in-between states, as the pages and the API filter on them.
 STATES = [states.PENDING, states.STARTED, PROGRESS, states.RETRY, states.SUCCESS, states.FAILURE, states.REVOKED]
@@ -42,6 +43,11 @@ def jobs_page(*, user: AbstractBaseUser, status: str = "", task: str = "", page:
         jobs = jobs.filter(task_name=task)
     rows = list(jobs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
     return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+
+
+def imports_visible_to(*, user: AbstractBaseUser) -> QuerySet[ContactImport]:
+    """Staff see every CSV import, everyone else their own uploads."""
+    return ContactImport.objects.all() if user.is_staff else ContactImport.objects.filter(uploaded_by=user)
 
 
 def job_get(*, job_id: str, user: AbstractBaseUser) -> TaskResult | None:

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from . import contacts, selectors, services, signup
 from .catalog import InvalidArguments, UnknownJob, catalog, find_job
 from .forms import ContactImportForm, SignupForm, arguments_form_class
-from .models import ContactImport, JobRecord, Report
+from .models import JobRecord, Report
 from .throttling import launch_wait, too_many
 
 def _visible_job(request, job_id: str):
@@ -149,16 +149,14 @@ def import_list(request):
             form.add_error(None, f"{exc} Try again shortly.")
         else:
             return redirect("jobs:detail", contact_import.task_id)
-    imports = ContactImport.objects.all() if request.user.is_staff else ContactImport.objects.filter(
-        uploaded_by=request.user)
+    imports = selectors.imports_visible_to(user=request.user)
     return render(request, "jobs/import_list.html", {"form": form, "imports": imports[:50]})
 
 
 @login_required
 def import_errors(request, import_id: int):
     """The rows an import refused, as CSV: line, reason, the row as uploaded."""
-    imports = ContactImport.objects.all() if request.user.is_staff else ContactImport.objects.filter(
-        uploaded_by=request.user)
+    imports = selectors.imports_visible_to(user=request.user)
     contact_import = get_object_or_404(imports, pk=import_id)
     response = HttpResponse(contacts.import_errors_csv(contact_import), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="import-{import_id}-errors.csv"'

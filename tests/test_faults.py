@@ -22,9 +22,8 @@ from jobs import services
 from jobs.catalog import find_job
 from jobs.models import JobRecord, Probe
 
-from site_config import celery_app
 
-from .worker import Worker, wait_for
+from .worker import Worker, dead_letter_count, wait_for
 
 BATCH = 30
 
@@ -84,16 +83,9 @@ class FaultTests(TransactionTestCase):
 
     def test_a_poison_job_fails_after_bounded_tries_and_the_rest_flow(self):
         """A job that kills its process on every try is given up (FAILURE, with the reason)."""
-        from django.conf import settings
-
         worker = Worker(concurrency=2).start()
         self.addCleanup(worker.stop)
-
-        def dead_letters() -> int:
-            with celery_app.connection_for_write() as connection:
-                return connection.default_channel.queue_declare(settings.DEAD_LETTER_QUEUE, passive=True).message_count
-
-        dead_before = dead_letters()
+        dead_before = dead_letter_count()
         poison = services.job_launch(name="jobs.probe", args=["poison", 0.5], options={"countdown": 0}).task_id
         tries = find_job("jobs.probe").max_retries + 1
         killer = self.kill_pool_process_running(poison, times=tries + 1)  # would kill a further try too
@@ -104,7 +96,7 @@ class FaultTests(TransactionTestCase):
         wait_for(lambda: self.done(task_ids) == BATCH, timeout=60, message="the other jobs")
         self.assertNothingLostOrDoubled(task_ids)
         self.assertIn("WorkerLostError", failed.result)
-        wait_for(lambda: dead_letters() == dead_before + 1, message="the poison message in the dead-letter queue")
+        wait_for(lambda: dead_letter_count() == dead_before + 1, message="the poison message in the dead-letter queue")
         self.assertEqual(len(killer.killed), tries)
         self.assertFalse(Probe.objects.filter(key="poison").exists())
         record = JobRecord.objects.get(result__task_id=poison)

@@ -12,7 +12,7 @@ from jobs.models import JobRecord
 from jobs.services import api_token_create
 from site_config import celery_app
 
-from .worker import Worker, wait_for
+from .worker import Worker, dead_letter_count, wait_for
 
 
 @tag("integration")
@@ -150,15 +150,9 @@ class WorkerEndToEndTests(TransactionTestCase):
         """Rejected messages (here: a task no worker knows) land in the dead-letter queue."""
         import uuid
 
-        from django.conf import settings
-
-        def dead_letters() -> int:
-            with celery_app.connection_for_write() as connection:
-                return connection.default_channel.queue_declare(settings.DEAD_LETTER_QUEUE, passive=True).message_count
-
-        before = dead_letters()
+        before = dead_letter_count()
         celery_app.send_task("jobs.renamed_last_release", args=[1], task_id=str(uuid.uuid4()))
-        wait_for(lambda: dead_letters() == before + 1, message=f"the dead letter; log:\n{self.worker.output()[-2000:]}")
+        wait_for(lambda: dead_letter_count() == before + 1, message=f"the dead letter; log:\n{self.worker.output()[-2000:]}")
         self.assertIn("Received unregistered task of type 'jobs.renamed_last_release'", self.worker.output())
 
     def worker_backends(self) -> set[int]:

@@ -102,3 +102,9 @@ class Beat(CeleryProcess):
     @property
     def active(self) -> bool:
         return self.output().rfind("took the scheduling lock") > self.output().rfind("standing by")
+
+
+def dead_letter_count() -> int:
+    """Messages waiting in the dead-letter queue of the tests' vhost."""
+    with celery_app.connection_for_write() as connection:
+        return connection.default_channel.queue_declare(settings.DEAD_LETTER_QUEUE, passive=True).message_count
