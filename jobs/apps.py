@@ -3,21 +3,27 @@ from django.db.models.signals import pre_save
 
 
 class JobsConfig(AppConfig):
+    """The job engine: the catalog, job records, the result backend, scheduling, and the pages,
+    API router and admin that show them. Needs no other app of this project."""
+
     name = "jobs"
     verbose_name = "Jobs"
 
     def ready(self):
-        from celery.signals import before_task_publish, task_retry
+        from celery.signals import before_task_publish, task_retry, worker_ready
+        from django.utils.module_loading import autodiscover_modules
         from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-        # Register the tasks in every process, not only in workers, so the catalog is complete
-        # wherever jobs are launched from.
-        from . import schedules, services, tasks  # noqa: F401
+        from . import receivers
+
+        # Every installed app's tasks.py, in every process (web too, not only workers): the
+        # catalog is complete wherever jobs are launched from, as admin.py is for the admin.
+        autodiscover_modules("tasks")
 
         # django-celery-beat's models are not ours to give a clean(): check them before any save.
-        pre_save.connect(schedules.check_periodic_task_before_save, sender=PeriodicTask)
-        pre_save.connect(schedules.check_crontab_before_save, sender=CrontabSchedule)
-
+        pre_save.connect(receivers.periodic_task_saving, sender=PeriodicTask)
+        pre_save.connect(receivers.crontab_saving, sender=CrontabSchedule)
         # Every job has a record from the moment it is sent, whoever sends it.
-        before_task_publish.connect(services.job_record_published)
-        task_retry.connect(services.job_record_retried)
+        before_task_publish.connect(receivers.job_published)
+        task_retry.connect(receivers.job_retried)
+        worker_ready.connect(receivers.worker_ready)

@@ -9,44 +9,16 @@ import json
 from functools import cached_property
 from typing import Any, get_type_hints
 
-from celery import shared_task
-from celery.exceptions import Ignore
+from celery import current_app, shared_task
 from celery.contrib.django.task import DjangoTask
+from celery.exceptions import Ignore
 from django.db import InterfaceError, OperationalError
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from site_config.celery import app
+from .exceptions import InvalidArguments, JobForbidden, UnknownJob
 
-
-PROGRESS = "PROGRESS"
-TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)  # the custom state of a running job that reports how far it is
-
-
-class InvalidArguments(ValueError):
-    """Arguments that do not match a job's declared parameters; `errors` names each problem."""
-
-    def __init__(self, job_name: str, errors: list[dict[str, str]]):
-        self.job_name = job_name
-        self.errors = errors
-        problems = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
-        super().__init__(f"Invalid arguments for {job_name}: {problems}")
-
-    def __reduce__(self):
-        # Rebuilt by name on the way to the result backend, so the stored error says what it is.
-        return type(self), (self.job_name, self.errors)
-
-
-class UnknownJob(LookupError):
-    """A name that is not in the catalog of launchable jobs (or not of those this user may launch)."""
-
-    def __init__(self, name: str, user=None):
-        self.name = name
-        self.forbidden = name in catalog()  # it exists, but not for this user
-        known = ", ".join(sorted(catalog(user))) or "none"
-        if self.forbidden:
-            super().__init__(f"Only staff may launch {name}. Jobs you may launch: {known}.")
-        else:
-            super().__init__(f"Unknown job {name!r}. Launchable jobs: {known}.")
+PROGRESS = "PROGRESS"  # the custom state of a running job that reports how far it is
+TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 class JobTask(DjangoTask):
@@ -151,17 +123,24 @@ def job(name: str, staff_only: bool = False, **task_options):
     return shared_task(name=name, base=JobTask, staff_only=staff_only, **task_options)
 
 
+def may_launch(user, task: JobTask) -> bool:
+    """Whether `user` may launch `task` from the web: staff-only jobs are for staff."""
+    return user.is_staff or not task.staff_only
+
+
 def catalog(user=None) -> dict[str, JobTask]:
     """All launchable jobs by name; with `user`, those that user may launch."""
     return {
-        name: task for name, task in sorted(app.tasks.items())
-        if isinstance(task, JobTask) and (user is None or user.is_staff or not task.staff_only)
+        name: task for name, task in sorted(current_app.tasks.items())
+        if isinstance(task, JobTask) and (user is None or may_launch(user, task))
     }
 
 
 def find_job(name: str, user=None) -> JobTask:
-    """The launchable job called `name` (that `user` may launch, if given), or UnknownJob."""
-    try:
-        return catalog(user)[name]
-    except KeyError:
-        raise UnknownJob(name, user) from None
+    """The launchable job called `name`, or UnknownJob; with `user`, JobForbidden if not theirs to launch."""
+    task = current_app.tasks.get(name)
+    if not isinstance(task, JobTask):
+        raise UnknownJob(name, list(catalog(user)))
+    if user is not None and not may_launch(user, task):
+        raise JobForbidden(name, list(catalog(user)))
+    return task

@@ -2,8 +2,6 @@
 from typing import Any
 
 from django import forms
-from django.contrib.auth.forms import UserCreationForm
-from django.contrib.auth.models import User
 from pydantic.fields import FieldInfo
 
 from .catalog import JobTask
@@ -28,26 +26,7 @@ def _form_field(field: FieldInfo) -> forms.Field:
     return field_class(**options)
 
 
-def arguments_form_class(job: JobTask) -> type[forms.Form]:
-    """A form with one field per declared argument of `job`."""
-    fields = {name: _form_field(field) for name, field in job.arguments_model.model_fields.items()}
-    return type(f"{job.name}Form", (forms.Form,), fields)
-
-
-class SignupForm(UserCreationForm):
-    """A new account: username, email (required, one account per address), password twice."""
-
-    email = forms.EmailField(help_text="The activation link is sent here.")
-
-    class Meta(UserCreationForm.Meta):
-        fields = ("username", "email")
-
-    def clean_email(self):
-        email = self.cleaned_data["email"].lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email address exists already. Sign in instead.")
-        return email
-
-
-class ContactImportForm(forms.Form):
-    file = forms.FileField(help_text="A UTF-8 CSV file whose first line names its columns: email, name, phone.")
+def arguments_form_class(task: JobTask) -> type[forms.Form]:
+    """A form with one field per declared argument of `task`."""
+    fields = {name: _form_field(field) for name, field in task.arguments_model.model_fields.items()}
+    return type(f"{task.name}Form", (forms.Form,), fields)

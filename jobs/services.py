@@ -1,12 +1,11 @@
-"""Writes and side effects: launching, recording, retrying and cancelling jobs; tokens; probes."""
+"""Writes and side effects of the engine: launching, recording, retrying and cancelling jobs."""
 import json
-import secrets
 import uuid
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
-from celery import states
+from celery import current_app, states
 from celery.utils.saferepr import saferepr
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
@@ -17,21 +16,10 @@ from django_celery_beat.schedulers import ModelEntry
 from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
 
-from site_config.celery import app as celery_app
-
-from .catalog import PROGRESS, find_job
-from .models import ApiToken, JobAction, JobRecord, Probe
-from .results import DatabaseBackend
-
-LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-
-class JobQueueUnavailable(RuntimeError):
-    """The broker refused or could not be reached; the job was recorded as failed, not queued."""
-
-
-class JobNotCancellable(ValueError):
-    """The job already ended."""
+from . import selectors
+from .catalog import PROGRESS, JobTask, find_job
+from .exceptions import JobNotCancellable, JobQueueUnavailable
+from .models import JobAction, JobRecord
 
 
 def job_launch(
@@ -43,30 +31,34 @@ def job_launch(
     launched_by: AbstractBaseUser | None = None,
     origin: str = JobRecord.Origin.CODE,
     retry_of: JobRecord | None = None,
+    system: bool = False,
 ) -> TaskResult:
-    """Validate and record a job as PENDING, and enqueue it once the transaction commits.
+    """Validate and record a job as PENDING, enqueue it once the transaction commits, and return
+    its row as the API and pages show it.
 
-    `options` are apply_async's (queue, priority, expires, headers...). Raises UnknownJob or
-    InvalidArguments before anything is written. Outside a transaction the job is published
-    before this returns; JobQueueUnavailable then means it was not.
+    A person (`launched_by`) may launch only the jobs the catalog allows them (staff-only jobs are
+    for staff); `system` launches made on someone's behalf (an upload's import) skip that check.
+    `options` are apply_async's (queue, priority, expires, headers...). Raises a JobLaunchError
+    before anything is written; outside a transaction the job is published before this returns,
+    and JobQueueUnavailable then means it was not.
     """
-    job = find_job(name)
-    arguments = job.json_arguments(args, kwargs)
+    task = find_job(name, user=None if system else launched_by)
+    arguments = task.json_arguments(args, kwargs)
     options = options or {}
     task_id = str(uuid.uuid4())
     with transaction.atomic():
         _job_record_create(
-            task_id=task_id, task_name=job.name, args=[], kwargs=arguments,
-            queue=options.get("queue") or _routed_queue(job.name),
+            task_id=task_id, task_name=task.name, args=[], kwargs=arguments,
+            queue=options.get("queue") or _routed_queue(task.name),
             periodic_task_name=(options.get("headers") or {}).get("periodic_task_name"),
             launched_by=launched_by, origin=origin, retry_of=retry_of,
         )
-        transaction.on_commit(lambda: _publish(job, task_id, arguments, options))
-    return TaskResult.objects.select_related("job").get(task_id=task_id)
+        transaction.on_commit(lambda: _publish(task, task_id, arguments, options))
+        return selectors.jobs_with_details().get(task_id=task_id)
 
 
 def _routed_queue(task_name: str) -> str:
-    return celery_app.amqp.router.route({}, task_name)["queue"].name
+    return current_app.amqp.router.route({}, task_name)["queue"].name
 
 
 # Every job sent is recorded before it is published, so this runs once per message: one
@@ -102,10 +94,10 @@ def _job_record_create(*, task_id, task_name, args, kwargs, queue, periodic_task
 _publishing: ContextVar[str | None] = ContextVar("publishing", default=None)
 
 
-def _publish(job, task_id: str, arguments: dict[str, Any], options: dict[str, Any]) -> None:
+def _publish(task: JobTask, task_id: str, arguments: dict[str, Any], options: dict[str, Any]) -> None:
     token = _publishing.set(task_id)
     try:
-        job.apply_async(kwargs=arguments, task_id=task_id, **options)
+        task.apply_async(kwargs=arguments, task_id=task_id, **options)
     except OperationalError as exc:
         # A row left PENDING would claim a job that will never run.
         TaskResult.objects.filter(task_id=task_id).update(
@@ -118,82 +110,55 @@ def _publish(job, task_id: str, arguments: dict[str, Any], options: dict[str, An
         _publishing.reset(token)
 
 
-def job_record_published(sender: str, headers: dict, body, routing_key: str, **kwargs) -> None:
-    """before_task_publish: record PENDING the jobs beat and code send, before they can run."""
-    task = celery_app.tasks.get(sender)
-    if (
-        headers["id"] == _publishing.get()
-        or headers.get("retries")  # a retry of a recorded job: same id, same row
-        or task is None
-        or task.ignore_result  # no final state would ever replace PENDING
-        or not isinstance(celery_app.backend, DatabaseBackend)
-    ):
+def job_record_published(*, task_id: str, task_name: str, args: list, kwargs: dict, queue: str,
+                         periodic_task_name: str | None) -> None:
+    """Record PENDING a job that beat or code sent without job_launch, unless job_launch is sending it."""
+    if task_id == _publishing.get():
         return
-    args, kwargs, _ = body
-    periodic_task_name = headers.get("periodic_task_name")
     _job_record_create(
-        task_id=headers["id"], task_name=sender, args=args, kwargs=kwargs, queue=routing_key,
+        task_id=task_id, task_name=task_name, args=args, kwargs=kwargs, queue=queue,
         periodic_task_name=periodic_task_name,
         origin=JobRecord.Origin.SCHEDULE if periodic_task_name else JobRecord.Origin.CODE,
     )
 
 
-def job_record_retried(sender, request, reason, **kwargs) -> None:
-    """task_retry (on the worker): count the attempt and keep the error that caused it."""
-    JobRecord.objects.filter(result__task_id=request.id).update(attempts=F("attempts") + 1, last_error=str(reason))
+def job_record_retried(*, task_id: str, reason: str) -> None:
+    """Count a Celery retry of the job and keep the error that caused it."""
+    JobRecord.objects.filter(result__task_id=task_id).update(attempts=F("attempts") + 1, last_error=reason)
 
 
-def job_retry(*, record: JobRecord, user: AbstractBaseUser) -> TaskResult:
+def job_retry(*, result: TaskResult, user: AbstractBaseUser) -> TaskResult:
     """Launch a job again with the same arguments, linked to the original, and audit it."""
-    arguments = record.arguments
+    record = result.record
     with transaction.atomic():
         retried = job_launch(
-            name=record.result.task_name, args=arguments.get("args", []), kwargs=arguments.get("kwargs", {}),
+            name=result.task_name, args=record.arguments.get("args", []), kwargs=record.arguments.get("kwargs", {}),
             options={"queue": record.queue} if record.queue else None,
             launched_by=user, origin=JobRecord.Origin.RETRY, retry_of=record,
         )
-        JobAction.objects.create(job=record, kind=JobAction.Kind.RETRY, actor=user, detail=f"as {retried.task_id}")
+        JobAction.objects.create(record=record, kind=JobAction.Kind.RETRY, actor=user, detail=f"as {retried.task_id}")
     return retried
 
 
-def job_cancel(*, record: JobRecord, user: AbstractBaseUser) -> None:
+def job_cancel(*, result: TaskResult, user: AbstractBaseUser) -> None:
     """Cancel a job: a queued one never starts, a running one is stopped (SIGTERM), and it ends REVOKED."""
-    result = record.result
     if result.status in states.READY_STATES:
         raise JobNotCancellable(f"Job {result.task_id} already ended ({result.status}); there is nothing to cancel.")
     running = result.status not in (states.PENDING, states.RECEIVED)
     now = timezone.now()
     with transaction.atomic():
-        JobRecord.objects.filter(pk=record.pk).update(cancelled_by=user, cancelled_at=now)
+        JobRecord.objects.filter(pk=result.pk).update(cancelled_by=user, cancelled_at=now)
         TaskResult.objects.filter(pk=result.pk).update(
             status=states.REVOKED, date_done=now,
             result=json.dumps({"exc_type": "TaskRevokedError", "exc_message": [f"cancelled by {user}"]}),
         )
         JobAction.objects.create(
-            job=record, kind=JobAction.Kind.CANCEL, actor=user, detail="stopped while running" if running else "dequeued"
+            record_id=result.pk, kind=JobAction.Kind.CANCEL, actor=user,
+            detail="stopped while running" if running else "dequeued",
         )
     # Workers drop a revoked job when it reaches them and stop it if it runs; a worker that was
-    # not listening still skips it, because it checks cancelled_at before running (JobTask).
-    celery_app.control.revoke(result.task_id, terminate=running, signal="SIGTERM")
-
-
-def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
-    """Issue a token for `user`; returns the row and the token, which is not stored in clear."""
-    key = secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, name=name, prefix=key[:8], key_hash=ApiToken.hash_key(key))
-    return token, key
-
-
-def api_token_authenticate(*, key: str) -> AbstractBaseUser | None:
-    """The active user owning token `key`, noting when the token was last used."""
-    token = ApiToken.objects.select_related("user").filter(key_hash=ApiToken.hash_key(key)).first()
-    if token is None or not token.user.is_active:
-        return None
-    now = timezone.now()
-    # One write a minute at most, not one per request.
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    # not listening still skips it, because the result backend finds its row REVOKED (JobTask).
+    current_app.control.revoke(result.task_id, terminate=running, signal="SIGTERM")
 
 
 def periodic_task_run_now(*, periodic_task: PeriodicTask, launched_by: AbstractBaseUser | None = None) -> TaskResult:
@@ -207,25 +172,14 @@ def periodic_task_run_now(*, periodic_task: PeriodicTask, launched_by: AbstractB
     )
 
 
-def probe_record(*, key: str) -> None:
-    """Record `key` once, counting the runs: the effect of running twice is the effect of once."""
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {Probe._meta.db_table} (key, runs, first_at, last_at) VALUES (%s, 1, %s, %s) "
-            f"ON CONFLICT (key) DO UPDATE SET runs = {Probe._meta.db_table}.runs + 1, last_at = EXCLUDED.last_at",
-            [key, now, now],
-        )
-
-
 STALE_GRACE = timedelta(minutes=5)
 
 
-def jobs_stale_fail() -> int:
+def stale_jobs_fail() -> int:
     """Mark FAILURE the jobs still STARTED (or PROGRESS) past their hard time limit: no worker can
     still be running them, so the worker that was is gone without a word. Returns how many."""
     now = timezone.now()
-    cutoff = now - timedelta(seconds=celery_app.conf.task_time_limit) - STALE_GRACE
+    cutoff = now - timedelta(seconds=current_app.conf.task_time_limit) - STALE_GRACE
     message = ("No worker reported an outcome before the time limit: the worker running it was lost. "
                "Retry it if it is still wanted.")
     return TaskResult.objects.filter(status__in=[states.STARTED, PROGRESS], date_started__lt=cutoff).update(

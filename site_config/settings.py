@@ -47,7 +47,13 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "ninja",
+    # The job engine: a reusable app that needs none of the apps below it.
     "jobs",
+    # Apps built on the engine; each is optional.
+    "accounts",  # API tokens, sign-up with an activation email
+    "contacts",  # CSV import of contacts
+    "reports",  # the report file job
+    "examples",  # the seeds' small jobs: add, say_hello, countdown, probe, fetch_url
 ]
 
 MIDDLEWARE = [
@@ -80,13 +86,13 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/jobs")}
-# Keep connections open between requests and between tasks (see site_config/celery.py),
+# Keep connections open between requests and between tasks (see jobs/fixups.py),
 # and check one still works before reusing it, so a PostgreSQL restart costs one reconnect.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The Django cache, and beat's lock (jobs/beat.py).
+# The Django cache, and beat's lock (jobs/scheduling/beat.py).
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
@@ -160,9 +166,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
 
 # Beat reads the periodic tasks edited in the admin (django-celery-beat's DatabaseScheduler),
-# one beat at a time (jobs/beat.py). It looks for edits at least every 5 seconds, and a standby
+# one beat at a time (jobs/scheduling/beat.py). It looks for edits at least every 5 seconds, and a standby
 # beat takes over within BEAT_LOCK_TIMEOUT seconds of the active one dying.
-CELERY_BEAT_SCHEDULER = "jobs.beat:SingleBeatScheduler"
+CELERY_BEAT_SCHEDULER = "jobs.scheduling.beat:SingleBeatScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = 5
 BEAT_LOCK_TIMEOUT = 15
 
@@ -171,7 +177,7 @@ BEAT_LOCK_TIMEOUT = 15
 # survive a broker restart. Tasks are routed here, not at call sites.
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # What a worker refuses without requeueing (failed jobs, unknown tasks, invalid messages) goes to
-# the dead-letter queue (declared by site_config/celery.py) instead of vanishing. It keeps them
+# the dead-letter queue (declared when a worker starts: jobs/receivers.py) instead of vanishing. It keeps them
 # 14 days, at most 100,000 (the oldest go first).
 DEAD_LETTER_RETENTION = {"x-message-ttl": 14 * 24 * 3600 * 1000, "x-max-length": 100_000}
 DEAD_LETTER_EXCHANGE = DEAD_LETTER_QUEUE = "dead-letter"
@@ -217,9 +223,6 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # gives it a minute to clean up first.
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=25 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
-
-# Tests run against their own database and their own RabbitMQ virtual host (tests/runner.py).
-TEST_RUNNER = "tests.runner.TestRunner"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "jobs:list"

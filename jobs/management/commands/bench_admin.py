@@ -2,6 +2,7 @@ import statistics
 import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
@@ -12,12 +13,12 @@ from django.utils import timezone
 from django_celery_results.admin import TaskResultAdmin as StockTaskResultAdmin
 from django_celery_results.models import TaskResult
 
-from jobs.management.throwaway import throwaway_database
+from jobs.testing.databases import throwaway_database
 
 # The stock django-celery-results admin, mounted beside ours for a side-by-side run.
 stock_site = admin.AdminSite(name="stock")
 stock_site.register(TaskResult, StockTaskResultAdmin)
-urlpatterns = [path("stock/", stock_site.urls), path("", include("site_config.urls"))]
+urlpatterns = [path("stock/", stock_site.urls), path("", include(settings.ROOT_URLCONF))]
 
 FILL = """
 INSERT INTO django_celery_results_taskresult

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+from celery import current_app
 from celery.result import ResultSet
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -12,11 +13,12 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from jobs.catalog import find_job
-from jobs.management.throwaway import database_url, throwaway_database
-from site_config import celery_app
-from tests.worker import Worker, wait_for
+from jobs.exceptions import UnknownJob
+from jobs.testing.databases import database_url, throwaway_database
+from jobs.testing.processes import Worker, wait_for
 
 QUEUE = "bench"  # its own queue, so a running worker of `make run` takes none of these tasks
+JOB = "jobs.add"  # the examples app's add(x, y): the smallest job there is
 
 OURS = "PostgreSQL (this project)"
 RPC = "rpc://"
@@ -45,6 +47,10 @@ class Command(BaseCommand):
     def handle(self, *args, tasks, rounds, concurrency, measure, **options):
         if tasks < 1 or rounds < 1 or concurrency < 1:
             raise CommandError("--tasks, --rounds and --concurrency must be at least 1.")
+        try:
+            find_job(JOB)
+        except UnknownJob as exc:
+            raise CommandError(f"The benchmark runs {JOB} (the examples app): install that app. {exc}") from exc
         if measure:
             self.stdout.write(json.dumps({"seconds": self.measure(tasks, concurrency)}))
             return
@@ -71,7 +77,7 @@ class Command(BaseCommand):
 
     def report(self, figures, tasks, rounds, concurrency):
         self.stdout.write(
-            f"\nEnd-to-end throughput: {tasks} x jobs.add per run, worker with {concurrency} prefork "
+            f"\nEnd-to-end throughput: {tasks} x {JOB} per run, worker with {concurrency} prefork "
             f"processes, median of {rounds} interleaved rounds\n"
         )
         medians = {name: statistics.median(rates) for name, rates in figures.items()}
@@ -85,7 +91,7 @@ class Command(BaseCommand):
 
     def measure(self, tasks: int, concurrency: int) -> float:
         """Seconds from the first publish until every result is stored and seen by the client."""
-        with celery_app.connection_for_write() as connection:
+        with current_app.connection_for_write() as connection:
             connection.default_channel.queue_delete(QUEUE)  # leftovers of an interrupted run
         worker = Worker(concurrency=concurrency, queues=QUEUE).start()
         try:
@@ -97,11 +103,11 @@ class Command(BaseCommand):
             worker.stop()
 
     def run_batch(self, count: int) -> None:
-        job = find_job("jobs.add")
+        task = find_job(JOB)
         since = timezone.now()
-        results = [job.apply_async(kwargs={"x": n, "y": n}, queue=QUEUE) for n in range(count)]
-        if celery_app.conf.result_backend != RPC:
-            done = TaskResult.objects.filter(task_name=job.name, status="SUCCESS", date_done__gte=since)
+        results = [task.apply_async(kwargs={"x": n, "y": n}, queue=QUEUE) for n in range(count)]
+        if current_app.conf.result_backend != RPC:
+            done = TaskResult.objects.filter(task_name=task.name, status="SUCCESS", date_done__gte=since)
             wait_for(lambda: done.count() >= count, timeout=600, interval=0.05, message="results in PostgreSQL")
         else:
             ResultSet(results).join(timeout=600)

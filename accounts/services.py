@@ -1,0 +1,66 @@
+"""Accounts: API tokens, and sign-up with an activation email (an inactive account until its
+signed, expiring link is opened). Written by hand rather than with django-allauth or
+django-registration: see the README's "Accounts" section for why."""
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, User
+from django.core import signing
+from django.db import transaction
+from django.utils import timezone
+
+from .emails import SALT
+from .models import ApiToken
+from .tasks import send_activation_email
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ActivationFailed(ValueError):
+    """The link is expired, altered or for an account that no longer exists."""
+
+
+def user_register(*, username: str, email: str, password: str) -> User:
+    """Create an inactive account and, once it is committed, queue its activation email."""
+    with transaction.atomic():
+        user = User.objects.create_user(username=username, email=email, password=password, is_active=False)
+        # The user's id, not the user: the task loads a fresh row (best practice 7).
+        send_activation_email.delay_on_commit(user.pk)
+    return user
+
+
+def user_activate(*, token: str) -> User:
+    """Activate the account a link was made for, if the link is intact and not expired."""
+    try:
+        user_id = signing.TimestampSigner(salt=SALT).unsign(token, max_age=settings.ACTIVATION_MAX_AGE)
+    except signing.SignatureExpired as exc:
+        raise ActivationFailed("This activation link has expired. Sign up again to get a new one.") from exc
+    except signing.BadSignature as exc:
+        raise ActivationFailed("This activation link is not valid. Check that it was copied whole.") from exc
+    user = User.objects.filter(pk=user_id).first()
+    if user is None:
+        raise ActivationFailed("The account for this link no longer exists.")
+    if not user.is_active:
+        user.is_active = True
+        user.save(update_fields=["is_active"])
+    return user
+
+
+def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
+    """Issue a token for `user`; returns the row and the token, which is not stored in clear."""
+    key = secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(user=user, name=name, prefix=key[:8], key_hash=ApiToken.hash_key(key))
+    return token, key
+
+
+def api_token_authenticate(*, key: str) -> AbstractBaseUser | None:
+    """The active user owning token `key`, noting when the token was last used."""
+    token = ApiToken.objects.select_related("user").filter(key_hash=ApiToken.hash_key(key)).first()
+    if token is None or not token.user.is_active:
+        return None
+    now = timezone.now()
+    # One write a minute at most, not one per request.
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token.user

@@ -1,0 +1,39 @@
+"""The contacts' API router: upload a CSV to import (mounted at /api/imports/)."""
+from django.conf import settings
+from django.http import HttpResponse
+from django.urls import reverse
+from ninja import File, Router, Schema, UploadedFile
+from pydantic import Field
+
+from jobs.api import ErrorOut, error, throttled
+from jobs.models import JobRecord
+from jobs.throttling import launch_wait
+
+from . import services
+
+router = Router(tags=["imports"])
+
+
+class ImportOut(Schema):
+    id: int
+    rows: int = Field(description="Data rows found in the file.")
+    job: str = Field(description="The import job's status URL.")
+    errors: str = Field(description="Where the refused rows can be downloaded once the job is done.")
+
+
+@router.post("/", response={202: ImportOut, 413: ErrorOut, 422: ErrorOut, 429: ErrorOut, 503: ErrorOut},
+             url_name="import_create")
+def import_create(request, response: HttpResponse, file: UploadedFile = File(...)):  # noqa: B008 (ninja's way)
+    """Upload a CSV of contacts (columns email, name, phone); a job on the long queue imports it."""
+    if (wait := launch_wait(request)) is not None:
+        return throttled(request, wait)
+    try:
+        contact_import = services.contact_import_create(upload=file, user=request.user, origin=JobRecord.Origin.API)
+    except services.ImportRefused as exc:
+        return error(request, 413 if file.size > settings.IMPORT_MAX_BYTES else 422, str(exc))
+    job_url = request.build_absolute_uri(reverse("api:job_detail", args=[contact_import.task_id]))
+    response["Location"] = job_url
+    return 202, {
+        "id": contact_import.pk, "rows": contact_import.rows, "job": job_url,
+        "errors": request.build_absolute_uri(reverse("contacts:import_errors", args=[contact_import.pk])),
+    }

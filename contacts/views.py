@@ -1,0 +1,41 @@
+"""The import page and the refused rows' download."""
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from jobs.exceptions import JobLaunchError
+from jobs.models import JobRecord
+from jobs.throttling import launch_wait, too_many
+
+from . import selectors, services
+from .forms import ContactImportForm
+
+
+@login_required
+def import_list(request):
+    """Upload a CSV of contacts; see earlier uploads and how they went."""
+    form = ContactImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid() and (wait := launch_wait(request)) is not None:
+        form.add_error(None, too_many(wait))
+    elif request.method == "POST" and form.is_valid():
+        try:
+            contact_import = services.contact_import_create(
+                upload=form.cleaned_data["file"], user=request.user, origin=JobRecord.Origin.PAGE
+            )
+        except services.ImportRefused as exc:
+            form.add_error("file", str(exc))
+        except JobLaunchError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("jobs:detail", contact_import.task_id)
+    imports = selectors.imports_visible_to(user=request.user)
+    return render(request, "contacts/import_list.html", {"form": form, "imports": imports[:50]})
+
+
+@login_required
+def import_errors(request, import_id: int):
+    """The rows an import refused, as CSV: line, reason, the row as uploaded."""
+    contact_import = get_object_or_404(selectors.imports_visible_to(user=request.user), pk=import_id)
+    response = HttpResponse(services.import_errors_csv(contact_import), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="import-{import_id}-errors.csv"'
+    return response

@@ -1,0 +1,53 @@
+"""The seeds' small jobs. Each takes primitive arguments and calls one service; names are explicit
+and stable (django-celery-beat stores them as text). Queues: CELERY_TASK_ROUTES."""
+import time
+from typing import Annotated
+
+from pydantic import Field, HttpUrl
+
+from jobs.catalog import job
+
+from . import fetch, services
+
+
+@job("jobs.add")
+def add(x: int, y: int) -> int:
+    """Add two integers (the seeds' first task)."""
+    return x + y
+
+
+@job("jobs.say_hello")
+def say_hello(name: str) -> str:
+    """Greet someone by name (the seeds' second task)."""
+    return f"Hello, {name}!"
+
+
+@job("jobs.countdown", bind=True)
+def countdown(self, seconds: Annotated[int, Field(ge=1, le=600)]) -> str:
+    """Count down one second at a time, reporting progress (a job to watch run)."""
+    for elapsed in range(seconds):
+        self.report_progress(elapsed, seconds, f"{seconds - elapsed} s to go")
+        time.sleep(1)
+    return f"Counted down {seconds} s."
+
+
+@job("jobs.probe", staff_only=True)
+def probe(key: str, seconds: Annotated[float, Field(ge=0, le=60)] = 0) -> str:
+    """Wait, then record `key` once: an end-to-end check of the pipeline (the fault suite counts these)."""
+    time.sleep(seconds)
+    services.probe_record(key=key)
+    return key
+
+
+@job(
+    "jobs.fetch_url",
+    staff_only=True,  # a URL of anyone's choosing, fetched from inside the network
+    autoretry_for=(fetch.FetchTemporaryError,),
+    retry_backoff=1,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=4,
+)
+def fetch_url(url: HttpUrl) -> dict[str, object]:
+    """Fetch a page and summarize it (status, size, title); timeouts and 5xx are retried, 4xx not."""
+    return fetch.url_summarize(url=str(url))

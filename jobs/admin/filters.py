@@ -1,0 +1,53 @@
+"""Results admin filters whose choices come from the catalog, the settings and the latest rows,
+never from a DISTINCT over the whole results table."""
+from django.conf import settings
+from django.contrib import admin
+from django_celery_beat.models import PeriodicTask
+from django_celery_results.models import TaskResult
+
+from .. import selectors
+from ..catalog import catalog
+
+
+class ChoicesFilter(admin.SimpleListFilter):
+    """A filter on one column whose choices come from somewhere cheaper than the table itself."""
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.parameter_name: self.value()}) if self.value() else queryset
+
+
+class StatusFilter(ChoicesFilter):
+    title, parameter_name = "status", "status"
+
+    def lookups(self, request, model_admin):
+        return [(state, state) for state in selectors.STATES]
+
+
+class JobFilter(ChoicesFilter):
+    title, parameter_name = "job", "task_name"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in catalog()]
+
+
+class QueueFilter(ChoicesFilter):
+    title, parameter_name = "queue", "record__queue"
+
+    def lookups(self, request, model_admin):
+        return [(queue.name, queue.name) for queue in settings.CELERY_TASK_QUEUES]
+
+
+class WorkerFilter(ChoicesFilter):
+    title, parameter_name = "worker", "worker"
+
+    def lookups(self, request, model_admin):
+        # The workers of the latest results, not a DISTINCT over the whole table.
+        recent = TaskResult.objects.order_by("-date_created").values_list("worker", flat=True)[:1000]
+        return [(worker, worker) for worker in sorted({worker for worker in recent if worker})]
+
+
+class PeriodicTaskFilter(ChoicesFilter):
+    title, parameter_name = "periodic task", "periodic_task_name"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in PeriodicTask.objects.order_by("name").values_list("name", flat=True)]

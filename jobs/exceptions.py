@@ -1,0 +1,44 @@
+"""Why a job could not be launched. One base class, so callers (the API, the pages, the admin)
+catch one thing and map each kind to an answer in one place (HTTP statuses: jobs/api.py)."""
+
+
+class JobLaunchError(Exception):
+    """A job was not launched; the message says why and what to do."""
+
+
+class UnknownJob(JobLaunchError, LookupError):
+    """A name that is not in the catalog of launchable jobs."""
+
+    def __init__(self, name: str, known: list[str]):
+        self.name = name
+        super().__init__(f"Unknown job {name!r}. Launchable jobs: {', '.join(known) or 'none'}.")
+
+
+class JobForbidden(JobLaunchError, PermissionError):
+    """A staff-only job, asked for by someone who is not staff."""
+
+    def __init__(self, name: str, known: list[str]):
+        self.name = name
+        super().__init__(f"Only staff may launch {name}. Jobs you may launch: {', '.join(known) or 'none'}.")
+
+
+class InvalidArguments(JobLaunchError, ValueError):
+    """Arguments that do not match a job's declared parameters; `errors` names each problem."""
+
+    def __init__(self, job_name: str, errors: list[dict[str, str]]):
+        self.job_name = job_name
+        self.errors = errors
+        problems = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+        super().__init__(f"Invalid arguments for {job_name}: {problems}")
+
+    def __reduce__(self):
+        # Rebuilt by name on the way to the result backend, so the stored error says what it is.
+        return type(self), (self.job_name, self.errors)
+
+
+class JobQueueUnavailable(JobLaunchError, RuntimeError):
+    """The broker refused or could not be reached; the job was recorded as failed, not queued."""
+
+
+class JobNotCancellable(ValueError):
+    """The job already ended."""

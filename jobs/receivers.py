@@ -1,0 +1,51 @@
+"""Signal receivers, connected in JobsConfig.ready(): they turn Celery's and Django's events into
+service calls, and decide nothing else."""
+from celery import current_app
+from django.conf import settings
+from kombu import Exchange, Queue
+
+from . import services
+from .results import DatabaseBackend
+from .scheduling import checks
+
+
+def job_published(sender: str, headers: dict, body, routing_key: str, **kwargs) -> None:
+    """before_task_publish: every job beat and code send is recorded PENDING before it can run."""
+    task = current_app.tasks.get(sender)
+    if (
+        headers.get("retries")  # a retry of a recorded job: same id, same row
+        or task is None
+        or task.ignore_result  # no final state would ever replace PENDING
+        or not isinstance(current_app.backend, DatabaseBackend)
+    ):
+        return
+    args, kwargs, _ = body
+    services.job_record_published(
+        task_id=headers["id"], task_name=sender, args=args, kwargs=kwargs, queue=routing_key,
+        periodic_task_name=headers.get("periodic_task_name"),
+    )
+
+
+def job_retried(sender, request, reason, **kwargs) -> None:
+    """task_retry (on the worker): count the attempt and keep the error that caused it."""
+    services.job_record_retried(task_id=request.id, reason=str(reason))
+
+
+def periodic_task_saving(sender, instance, **kwargs) -> None:
+    """pre_save of a PeriodicTask: the admin's checks, for rows saved from code and fixtures too."""
+    checks.periodic_task_check(instance)
+
+
+def crontab_saving(sender, instance, **kwargs) -> None:
+    """pre_save of a CrontabSchedule: no crontab that can never fire, wherever it is saved from."""
+    checks.crontab_check(instance)
+
+
+def worker_ready(sender, **kwargs) -> None:
+    """worker_ready: declare the exchange the job queues dead-letter to, and the queue that keeps
+    those messages (for inspection). Declaring is idempotent."""
+    exchange = Exchange(settings.DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
+    with sender.app.connection_for_write() as connection:
+        Queue(settings.DEAD_LETTER_QUEUE, exchange, durable=True, queue_arguments=settings.DEAD_LETTER_RETENTION).declare(
+            channel=connection.default_channel
+        )

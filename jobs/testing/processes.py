@@ -1,0 +1,112 @@
+"""Real Celery processes, on the real broker and this process's database: for integration tests
+and benchmarks."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from celery import current_app
+from django.conf import settings
+
+from .databases import database_url
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
+    """Poll `predicate` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"Timed out after {timeout}s waiting for {message}")
+
+
+class CeleryProcess:
+    """`celery -A <the project's app> <command>` in a subprocess, using this process's database."""
+
+    command: list[str]
+
+    def __init__(self, environment: dict[str, str] | None = None):
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="celery-", suffix=".log", delete=False)
+        self.process = None
+        self.environment = environment or {}
+
+    def start(self):
+        environment = {**os.environ, "DATABASE_URL": database_url(), **self.environment}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", current_app.main, *self.command],
+            cwd=settings.BASE_DIR, env=environment, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a crash can take all of it
+        )
+        try:
+            wait_for(self._ready, timeout=60, interval=0.2, message=f"{self.command[0]} to start")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _ready(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"{self.command[0]} exited with {self.process.returncode}:\n{self.output()}")
+        return self.ready()
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def stop(self):
+        """Warm shutdown (SIGTERM): running tasks finish, connections close."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self):
+        """SIGKILL to the process and its children: the machine is gone, as in a crash."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def output(self) -> str:
+        self.log.flush()
+        with open(self.log.name) as log:
+            return log.read()
+
+
+class Worker(CeleryProcess):
+    def __init__(self, concurrency: int = 2, queues: str = "default", environment: dict[str, str] | None = None,
+                 pool: str = "prefork"):
+        super().__init__(environment)
+        self.name = f"test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        self.concurrency = concurrency
+        self.command = [
+            "worker", "--hostname", self.name, "--concurrency", str(concurrency), "--queues", queues,
+            "--pool", pool, "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+        ]
+
+    def ready(self):
+        return current_app.control.ping(destination=[self.name], timeout=0.5)
+
+
+class Beat(CeleryProcess):
+    # No pidfile: several beats run side by side from one directory.
+    command = ["beat", "--loglevel", "INFO", "--pidfile="]
+
+    def ready(self):
+        return "scheduling lock" in self.output()
+
+    @property
+    def active(self) -> bool:
+        return self.output().rfind("took the scheduling lock") > self.output().rfind("standing by")
+
+
+def dead_letter_count() -> int:
+    """Messages waiting in the dead-letter queue of the tests' vhost."""
+    with current_app.connection_for_write() as connection:
+        return connection.default_channel.queue_declare(settings.DEAD_LETTER_QUEUE, passive=True).message_count

@@ -1,0 +1,20 @@
+"""The site's one JSON API: its authentication, its errors, and each installed app's router.
+OpenAPI docs at /api/docs."""
+from django.apps import apps
+from ninja import NinjaAPI
+
+import jobs.api
+
+auth = [jobs.api.SignedInSession()]
+if apps.is_installed("accounts"):
+    from accounts.auth import BearerToken
+
+    auth.insert(0, BearerToken())
+
+api = NinjaAPI(title="Jobs API", version="1", urls_namespace="api", auth=auth)
+jobs.api.install_error_handlers(api)
+api.add_router("/jobs/", jobs.api.router)
+if apps.is_installed("contacts"):
+    import contacts.api
+
+    api.add_router("/imports/", contacts.api.router)

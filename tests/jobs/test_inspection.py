@@ -1,0 +1,262 @@
+"""A job's life recorded beside TaskResult; retry and cancel with permissions and an audit trail."""
+import json
+from unittest import mock
+
+from celery import states
+from django.contrib.auth.models import Permission, User
+from django.test import TestCase
+from django_celery_results.models import TaskResult
+
+from jobs import receivers, services
+from jobs.catalog import find_job
+from jobs.models import JobAction, JobRecord
+from celery import current_app as celery_app
+
+
+def grant(user: User, *codenames: str) -> User:
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return User.objects.get(pk=user.pk)  # a fresh instance: permissions are cached per instance
+
+
+class JobRecordTests(TestCase):
+    def setUp(self):
+        self.alice = User.objects.create_user("alice")
+
+    def launch(self, **kwargs) -> TaskResult:
+        with self.captureOnCommitCallbacks():
+            return services.job_launch(name="testapp.add", args=[1, 2], launched_by=self.alice, **kwargs)
+
+    def test_launch_records_who_from_where_with_what_on_which_queue(self):
+        record = self.launch(origin=JobRecord.Origin.PAGE)
+        job = record.record
+        self.assertEqual(record.status, states.PENDING)
+        self.assertEqual((job.launched_by, job.origin, job.queue), (self.alice, "page", "default"))
+        self.assertEqual(job.arguments, {"args": [], "kwargs": {"x": 1, "y": 2}})
+
+    def test_jobs_sent_from_code_or_beat_are_recorded_when_published(self):
+        """before_task_publish writes the PENDING row, whoever sends the message."""
+        with mock.patch("kombu.messaging.Producer.publish"):
+            sent = find_job("testapp.add").apply_async(args=[5, 6])
+            scheduled = find_job("testapp.add").apply_async(kwargs={"x": 1, "y": 1}, headers={"periodic_task_name": "nightly"})
+        record = TaskResult.objects.get(task_id=sent.id)
+        self.assertEqual((record.status, record.record.origin, record.record.queue), ("PENDING", "code", "default"))
+        self.assertEqual(record.record.arguments, {"args": [5, 6], "kwargs": {}})
+        scheduled_record = TaskResult.objects.get(task_id=scheduled.id)
+        self.assertEqual((scheduled_record.record.origin, scheduled_record.periodic_task_name), ("schedule", "nightly"))
+
+    def test_each_state_transition_is_stored_on_the_same_row(self):
+        record = self.launch()
+        backend = celery_app.backend
+        seen = []
+        for state, value in ((states.STARTED, {"pid": 1}), ("PROGRESS", {"current": 1, "total": 2, "message": ""}),
+                             (states.RETRY, ValueError("flaky")), (states.STARTED, {"pid": 2}), (states.SUCCESS, 3)):
+            backend.store_result(record.task_id, value, state)
+            seen.append(TaskResult.objects.get(task_id=record.task_id).status)
+        self.assertEqual(seen, ["STARTED", "PROGRESS", "RETRY", "STARTED", "SUCCESS"])
+        self.assertEqual(TaskResult.objects.count(), 1)
+        self.assertEqual(JobRecord.objects.get().arguments["kwargs"], {"x": 1, "y": 2})
+
+    def test_a_retry_counts_the_attempt_and_keeps_the_error(self):
+        record = self.launch()
+        receivers.job_retried(sender=None, request=mock.Mock(id=record.task_id), reason=ValueError("503 from API"))
+        job = JobRecord.objects.get()
+        self.assertEqual((job.attempts, job.last_error), (2, "503 from API"))
+
+
+class RetryAndCancelTests(TestCase):
+    def setUp(self):
+        self.alice = User.objects.create_user("alice")
+        self.operator = grant(User.objects.create_user("ops", is_staff=True), "retry_job", "cancel_job", "view_taskresult")
+        with self.captureOnCommitCallbacks():
+            self.record = services.job_launch(name="testapp.add", args=[1, 2], launched_by=self.alice)
+
+    def test_retry_links_both_ways_and_is_audited(self):
+        TaskResult.objects.filter(pk=self.record.pk).update(status=states.FAILURE)
+        with self.captureOnCommitCallbacks():
+            retried = services.job_retry(result=self.record, user=self.operator)
+        self.assertEqual(retried.record.retry_of, self.record.record)
+        self.assertEqual(list(self.record.record.retried_as.all()), [retried.record])
+        self.assertEqual((retried.record.origin, retried.record.launched_by), ("retry", self.operator))
+        self.assertEqual(retried.record.arguments, self.record.record.arguments)
+        action = JobAction.objects.get()
+        self.assertEqual((action.kind, action.actor, action.detail), ("retry", self.operator, f"as {retried.task_id}"))
+
+    def test_cancel_a_queued_job(self):
+        with mock.patch.object(celery_app.control, "revoke") as revoke:
+            services.job_cancel(result=self.record, user=self.operator)
+        revoke.assert_called_once_with(self.record.task_id, terminate=False, signal="SIGTERM")
+        self.record.refresh_from_db()
+        self.assertEqual(self.record.status, states.REVOKED)
+        self.assertEqual(self.record.record.cancelled_by, self.operator)
+        self.assertEqual(JobAction.objects.get().detail, "dequeued")
+
+    def test_cancel_a_running_job_terminates_it(self):
+        TaskResult.objects.filter(pk=self.record.pk).update(status=states.STARTED)
+        self.record.refresh_from_db()
+        with mock.patch.object(celery_app.control, "revoke") as revoke:
+            services.job_cancel(result=self.record, user=self.operator)
+        revoke.assert_called_once_with(self.record.task_id, terminate=True, signal="SIGTERM")
+        self.assertEqual(JobAction.objects.get().detail, "stopped while running")
+
+    def test_retrying_arguments_that_no_longer_fit_is_a_clear_error(self):
+        JobRecord.objects.filter(pk=self.record.record.pk).update(arguments={"args": ["one", 2], "kwargs": {}})
+        self.client.force_login(self.operator)
+        response = self.client.post(f"/jobs/{self.record.task_id}/retry/", follow=True)
+        self.assertContains(response, "Not retried: Invalid arguments for testapp.add: x: Input should be a valid integer")
+        self.assertFalse(JobAction.objects.exists())
+
+    def test_a_finished_job_cannot_be_cancelled(self):
+        TaskResult.objects.filter(pk=self.record.pk).update(status=states.SUCCESS)
+        self.record.refresh_from_db()
+        with self.assertRaisesMessage(services.JobNotCancellable, "already ended (SUCCESS)"):
+            services.job_cancel(result=self.record, user=self.operator)
+
+    def test_a_worker_that_missed_the_revoke_skips_a_cancelled_job(self):
+        """Marking it STARTED finds the record REVOKED: the job does not run, the record stays."""
+        from celery.app.trace import build_tracer
+
+        with mock.patch.object(celery_app.control, "revoke"):
+            services.job_cancel(result=self.record, user=self.operator)
+        add = find_job("testapp.add")
+        trace = build_tracer(add.name, add, eager=False, propagate=True, app=celery_app)  # the worker's tracer
+        with mock.patch.object(add, "run") as run:
+            trace(self.record.task_id, [], {"x": 1, "y": 2}, {"id": self.record.task_id, "delivery_info": {}})
+        self.assertEqual(run.call_count, 0)
+        self.record.refresh_from_db()
+        self.assertEqual(self.record.status, states.REVOKED)
+        self.assertIn("cancelled by ops", self.record.result)
+
+
+class PermissionTests(TestCase):
+    """Retry and Cancel need their own permissions, on the pages and in the admin."""
+
+    def setUp(self):
+        self.alice = User.objects.create_user("alice")
+        with self.captureOnCommitCallbacks():
+            self.record = services.job_launch(name="testapp.add", args=[1, 2], launched_by=self.alice)
+
+    def test_pages_refuse_without_permission(self):
+        self.client.force_login(self.alice)
+        page = self.client.get(f"/jobs/{self.record.task_id}/")
+        self.assertNotContains(page, "Retry</button>")
+        self.assertNotContains(page, "Cancel…")
+        self.assertEqual(self.client.post(f"/jobs/{self.record.task_id}/retry/").status_code, 403)
+        self.assertEqual(self.client.post(f"/jobs/{self.record.task_id}/cancel/").status_code, 403)
+        self.assertFalse(JobAction.objects.exists())
+
+    def test_pages_allow_with_permission(self):
+        self.client.force_login(grant(self.alice, "retry_job", "cancel_job"))
+        page = self.client.get(f"/jobs/{self.record.task_id}/")
+        self.assertContains(page, "Retry</button>")
+        confirmation = self.client.get(f"/jobs/{self.record.task_id}/cancel/")
+        self.assertContains(confirmation, "The job is queued: it will not start.")
+        with mock.patch.object(celery_app.control, "revoke"):
+            self.client.post(f"/jobs/{self.record.task_id}/cancel/")
+        self.assertEqual(TaskResult.objects.get(pk=self.record.pk).status, states.REVOKED)
+        with self.captureOnCommitCallbacks():
+            response = self.client.post(f"/jobs/{self.record.task_id}/retry/")
+        retried = JobRecord.objects.get(retry_of=self.record.record)
+        self.assertRedirects(response, f"/jobs/{retried.result.task_id}/", fetch_redirect_response=False)
+        self.assertEqual(list(JobAction.objects.values_list("kind", flat=True)), ["retry", "cancel"])
+
+    def test_admin_actions_need_the_permissions(self):
+        viewer = grant(User.objects.create_user("viewer", is_staff=True), "view_taskresult")
+        self.client.force_login(viewer)
+        changelist = self.client.get("/admin/django_celery_results/taskresult/")
+        self.assertNotContains(changelist, "retry_jobs")
+        self.client.post("/admin/django_celery_results/taskresult/",
+                         {"action": "retry_jobs", "_selected_action": [self.record.pk]})
+        self.assertFalse(JobRecord.objects.filter(retry_of__isnull=False).exists())
+        self.assertEqual(self.client.post(f"/admin/django_celery_results/taskresult/{self.record.pk}/retry/").status_code, 403)
+
+        self.client.force_login(grant(viewer, "retry_job", "cancel_job"))
+        with self.captureOnCommitCallbacks():
+            self.client.post(f"/admin/django_celery_results/taskresult/{self.record.pk}/retry/")
+        self.assertTrue(JobRecord.objects.filter(retry_of=self.record.record).exists())
+        confirm = self.client.post("/admin/django_celery_results/taskresult/",
+                                   {"action": "cancel_jobs", "_selected_action": [self.record.pk]})
+        self.assertContains(confirm, "Cancel 1 job?")
+        self.assertEqual(TaskResult.objects.get(pk=self.record.pk).status, states.PENDING)
+        with mock.patch.object(celery_app.control, "revoke"):
+            self.client.post("/admin/django_celery_results/taskresult/",
+                             {"action": "cancel_jobs", "_selected_action": [self.record.pk], "confirm": "yes"})
+        self.assertEqual(TaskResult.objects.get(pk=self.record.pk).status, states.REVOKED)
+        self.assertEqual(sorted(JobAction.objects.values_list("kind", flat=True)), ["cancel", "retry"])
+
+
+class ResultsAdminTests(TestCase):
+    def setUp(self):
+        self.client.force_login(User.objects.create_superuser("root", password="pw"))
+        alice = User.objects.create_user("alice")
+        with self.captureOnCommitCallbacks():
+            self.pending = services.job_launch(name="testapp.add", args=[1, 2], launched_by=alice)
+            self.failed = services.job_launch(name="testapp.say_hello", args=["Ada"], launched_by=alice)
+        TaskResult.objects.filter(pk=self.failed.pk).update(
+            status=states.FAILURE, worker="celery@w1",
+            result=json.dumps({"exc_type": "ValueError", "exc_message": ["boom"]}),
+        )
+
+    def changelist(self, **query):
+        return self.client.get("/admin/django_celery_results/taskresult/", query)
+
+    def test_queued_jobs_are_listed_with_their_launcher_and_queue(self):
+        response = self.changelist()
+        self.assertContains(response, self.pending.task_id)
+        self.assertContains(response, "alice")
+        self.assertEqual(response.context["cl"].result_count, 2)
+
+    def test_filters_and_exact_searches(self):
+        for query, expected in (
+            ({"status": "FAILURE"}, [self.failed]), ({"task_name": "testapp.add"}, [self.pending]),
+            ({"record__queue": "default"}, [self.failed, self.pending]), ({"worker": "celery@w1"}, [self.failed]),
+            ({"q": self.pending.task_id}, [self.pending]), ({"q": "testapp.say_hello"}, [self.failed]),
+            ({"q": "jobs.say"}, []),
+        ):
+            with self.subTest(query=query):
+                self.assertEqual(list(self.changelist(**query).context["cl"].result_list), expected)
+
+    def test_worker_filter_lists_recent_workers(self):
+        self.assertContains(self.changelist(), "?worker=celery%40w1")
+
+    def test_detail_page_shows_arguments_error_timings_and_origin(self):
+        page = self.client.get(f"/admin/django_celery_results/taskresult/{self.failed.pk}/change/")
+        for text in ("ValueError: boom", "{&#x27;args&#x27;: [], &#x27;kwargs&#x27;: {&#x27;name&#x27;: &#x27;Ada&#x27;}}",
+                     "<div class=\"readonly\">Code</div>", "Queued → started → done", "Retry</button>"):
+            self.assertContains(page, text)
+
+
+class ResultsAdminQueryTests(TestCase):
+    """The changelist stays fast as the table grows: no full COUNT(*), no table-wide DISTINCT."""
+
+    def test_changelist_and_filters_neither_count_nor_scan_the_whole_table(self):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        self.client.force_login(User.objects.create_superuser("root", password="pw"))
+        for query in ("", "?status=FAILURE", "?task_name=jobs.add", "?record__queue=default", "?q=jobs.add", "?p=1"):
+            with self.subTest(query=query), CaptureQueriesContext(connection) as queries:
+                self.assertEqual(self.client.get(f"/admin/django_celery_results/taskresult/{query}").status_code, 200)
+            results = [q["sql"] for q in queries if "django_celery_results_taskresult" in q["sql"]]
+            self.assertTrue(results)
+            for sql in results:
+                self.assertNotIn("DISTINCT", sql)
+                if "COUNT(" in sql:
+                    self.assertIn("LIMIT 10001", sql)  # capped, then the planner's estimate
+
+
+class StaleJobTests(TestCase):
+    def test_jobs_started_longer_ago_than_the_time_limit_are_marked_failed(self):
+        from datetime import timedelta
+
+        from django.utils import timezone
+        from django_celery_beat.models import PeriodicTask
+
+        long_ago = timezone.now() - timedelta(seconds=celery_app.conf.task_time_limit) - timedelta(minutes=6)
+        for task_id, status, started in (("lost", "STARTED", long_ago), ("lost-progress", "PROGRESS", long_ago),
+                                         ("running", "STARTED", timezone.now()), ("done", "SUCCESS", long_ago)):
+            TaskResult.objects.create(task_id=task_id, status=status, date_started=started)
+        self.assertEqual(services.stale_jobs_fail(), 2)
+        statuses = dict(TaskResult.objects.values_list("task_id", "status"))
+        self.assertEqual(statuses, {"lost": "FAILURE", "lost-progress": "FAILURE", "running": "STARTED", "done": "SUCCESS"})
+        self.assertIn("the worker running it was lost", TaskResult.objects.get(task_id="lost").result)
+        self.assertEqual(PeriodicTask.objects.get(task="jobs.stale_jobs_fail").interval.every, 5)

@@ -1,0 +1,72 @@
+"""The pages people use to launch and follow their jobs."""
+from django.contrib.auth.models import User
+from django.test import TestCase
+from django_celery_results.models import TaskResult
+
+from jobs import receivers, services
+from jobs.models import JobRecord
+
+
+class PageTests(TestCase):
+    def setUp(self):
+        self.alice = User.objects.create_user("alice")
+        self.bob = User.objects.create_user("bob")
+        with self.captureOnCommitCallbacks():
+            self.alices = services.job_launch(name="testapp.add", args=[1, 2], launched_by=self.alice)
+            self.bobs = services.job_launch(name="testapp.say_hello", args=["Bob"], launched_by=self.bob)
+        self.client.force_login(self.alice)
+
+    def test_anonymous_visitors_are_sent_to_sign_in(self):
+        self.client.logout()
+        self.assertRedirects(self.client.get("/jobs/"), "/accounts/login/?next=/jobs/")
+
+    def test_the_list_shows_my_jobs_only_and_staff_see_everyone(self):
+        response = self.client.get("/jobs/")
+        self.assertContains(response, self.alices.task_id)
+        self.assertNotContains(response, self.bobs.task_id)
+        self.client.force_login(User.objects.create_user("staff", is_staff=True))
+        response = self.client.get("/jobs/")
+        self.assertContains(response, self.alices.task_id)
+        self.assertContains(response, self.bobs.task_id)
+
+    def test_the_list_filters_by_status_and_job(self):
+        TaskResult.objects.filter(pk=self.alices.pk).update(status="SUCCESS")
+        self.assertContains(self.client.get("/jobs/?status=SUCCESS"), self.alices.task_id)
+        self.assertNotContains(self.client.get("/jobs/?status=FAILURE"), self.alices.task_id)
+        self.assertNotContains(self.client.get("/jobs/?task=testapp.countdown"), self.alices.task_id)
+
+    def test_someone_elses_job_is_404(self):
+        self.assertEqual(self.client.get(f"/jobs/{self.bobs.task_id}/").status_code, 404)
+        self.assertEqual(self.client.get("/jobs/not-a-uuid/").status_code, 404)
+
+    def test_new_lists_the_catalog_and_builds_a_form_from_the_types(self):
+        self.assertContains(self.client.get("/jobs/new/"), "testapp.countdown(seconds: int)")
+        form = self.client.get("/jobs/new/?job=testapp.countdown").context["form"]
+        self.assertEqual(list(form.fields), ["seconds"])
+        self.assertEqual((form.fields["seconds"].min_value, form.fields["seconds"].max_value), (1, 600))
+        self.assertContains(self.client.get("/jobs/new/?job=testapp.purge", follow=True), "Only staff may launch")
+        self.client.force_login(User.objects.create_user("staff", is_staff=True))
+        report = self.client.get("/jobs/new/?job=testapp.purge").context["form"]
+        self.assertEqual((report.fields["older_than_days"].required, report.fields["older_than_days"].initial), (False, 30))
+
+    def test_submitting_the_form_launches_the_job_and_shows_it(self):
+        with self.captureOnCommitCallbacks() as callbacks:
+            response = self.client.post("/jobs/new/", {"job": "testapp.add", "x": "4", "y": "4"})
+        record = JobRecord.objects.get(origin="page")
+        self.assertRedirects(response, f"/jobs/{record.result.task_id}/", fetch_redirect_response=False)
+        self.assertEqual((record.launched_by, record.arguments["kwargs"]), (self.alice, {"x": 4, "y": 4}))
+        self.assertEqual(len(callbacks), 1)
+        page = self.client.get(f"/jobs/{record.result.task_id}/")
+        self.assertContains(page, "PENDING")
+        self.assertContains(page, '<progress id="progress"')
+
+    def test_bad_input_is_a_form_error_and_nothing_is_launched(self):
+        response = self.client.post("/jobs/new/", {"job": "testapp.countdown", "seconds": "0"})
+        self.assertContains(response, "Ensure this value is greater than or equal to 1.")
+        response = self.client.post("/jobs/new/", {"job": "testapp.add", "x": "four", "y": "4"})
+        self.assertContains(response, "Enter a whole number.")
+        self.assertFalse(JobRecord.objects.filter(origin="page").exists())
+
+    def test_unknown_job_goes_back_to_the_list_with_a_message(self):
+        response = self.client.get("/jobs/new/?job=jobs.nope", follow=True)
+        self.assertContains(response, "Unknown job &#x27;jobs.nope&#x27;")

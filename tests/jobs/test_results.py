@@ -1,0 +1,74 @@
+from celery import states
+from django.test import TestCase
+from django_celery_results.models import TaskResult
+
+from jobs.services import job_launch
+from celery import current_app as celery_app
+
+TASK_ID = "0b5b1c9e-8f0e-4c36-9d2c-5d7f1d0e8a01"
+
+
+class UpsertBackendTests(TestCase):
+    def setUp(self):
+        self.backend = celery_app.backend
+
+    def test_is_the_configured_result_backend(self):
+        from jobs.results import DatabaseBackend
+
+        self.assertIsInstance(self.backend, DatabaseBackend)
+
+    def test_each_state_change_updates_one_row_and_keeps_the_start_time(self):
+        self.backend.store_result(TASK_ID, {"pid": 1}, states.STARTED)
+        started = TaskResult.objects.get(task_id=TASK_ID)
+        self.assertIsNotNone(started.date_started)
+
+        self.backend.store_result(TASK_ID, 8, states.SUCCESS)
+        done = TaskResult.objects.get(task_id=TASK_ID)
+        self.assertEqual((done.status, done.result), (states.SUCCESS, "8"))
+        self.assertEqual(done.date_started, started.date_started)
+        self.assertEqual(done.date_created, started.date_created)
+        self.assertGreaterEqual(done.date_done, started.date_done)
+        self.assertEqual(self.backend.get_task_meta(TASK_ID)["result"], 8)
+
+    def test_updates_the_pending_record_written_at_launch(self):
+        with self.captureOnCommitCallbacks():
+            launched = job_launch(name="testapp.add", args=[1, 2])
+        self.backend.store_result(launched.task_id, 3, states.SUCCESS)
+        self.assertEqual(TaskResult.objects.count(), 1)
+        record = TaskResult.objects.get()
+        self.assertEqual((record.status, record.date_created), (states.SUCCESS, launched.date_created))
+
+    def test_failure_stores_the_exception(self):
+        self.backend.store_result(TASK_ID, ValueError("bad row 7"), states.FAILURE)
+        record = TaskResult.objects.get(task_id=TASK_ID)
+        self.assertEqual(record.status, states.FAILURE)
+        self.assertIn("bad row 7", record.result)
+
+
+class RetentionTests(TestCase):
+    def test_cleanup_deletes_only_expired_results_in_batches(self):
+        """beat's daily celery.backend_cleanup deletes results older than RESULT_RETENTION_DAYS."""
+        from datetime import timedelta
+        from unittest import mock
+
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+        from django.utils import timezone
+
+        from jobs.models import StoredTaskResult
+
+        now = timezone.now()
+        for n in range(7):
+            TaskResult.objects.create(task_id=f"old-{n}", status=states.SUCCESS)
+        TaskResult.objects.filter(task_id__startswith="old-").update(date_done=now - timedelta(days=31))
+        TaskResult.objects.create(task_id="recent", status=states.SUCCESS)
+        TaskResult.objects.create(task_id="29-days", status=states.SUCCESS)
+        TaskResult.objects.filter(task_id="29-days").update(date_done=now - timedelta(days=29))
+
+        self.assertEqual(celery_app.backend.expires, 30 * 24 * 3600)
+        with mock.patch.object(type(StoredTaskResult.objects), "delete_batch_size", 3), \
+                CaptureQueriesContext(connection) as queries:
+            celery_app.backend.cleanup()
+        deletes = [q["sql"] for q in queries if q["sql"].startswith('DELETE FROM "django_celery_results_taskresult"')]
+        self.assertEqual(len(deletes), 3)  # batches of 3, 3 and 1
+        self.assertEqual(set(TaskResult.objects.values_list("task_id", flat=True)), {"recent", "29-days"})

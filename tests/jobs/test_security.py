@@ -1,0 +1,94 @@
+"""Bad and hostile input: rate limits, fuzzing the API, no pickle."""
+from unittest import mock
+
+from django.contrib.auth.models import User
+from django.test import Client, TestCase, override_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.django import TestCase as HypothesisTestCase
+
+from jobs.catalog import find_job
+from jobs.models import JobRecord
+
+
+@override_settings(JOBS_LAUNCH_RATE="3/m")
+class LaunchRateTests(TestCase):
+    def setUp(self):
+        self.user = User.objects.create_user("alice")
+        self.client.force_login(self.user)
+
+    def launch(self, client=None):
+        return (client or self.client).post("/api/jobs/", {"task": "testapp.add", "args": [1, 2]},
+                                            content_type="application/json")
+
+    def test_launching_past_the_rate_is_429_with_retry_after_and_launches_nothing(self):
+        with mock.patch.object(find_job("testapp.add"), "apply_async"), self.captureOnCommitCallbacks(execute=True):
+            codes = [self.launch().status_code for _ in range(4)]
+        self.assertEqual(codes, [202, 202, 202, 429])
+        self.assertEqual(JobRecord.objects.count(), 3)
+        response = self.launch()
+        self.assertIn("the limit is 3 per m (JOBS_LAUNCH_RATE)", response.json()["detail"])
+        self.assertGreater(int(response["Retry-After"]), 0)
+
+    def test_the_limit_is_per_user(self):
+        other = Client()
+        other.force_login(User.objects.create_user("bob"))
+        with mock.patch.object(find_job("testapp.add"), "apply_async"), self.captureOnCommitCallbacks(execute=True):
+            for _ in range(3):
+                self.launch()
+            response = self.launch(other)
+        self.assertEqual(response.status_code, 202)
+
+    def test_the_launch_page_is_limited_too(self):
+        with mock.patch.object(find_job("testapp.add"), "apply_async"), self.captureOnCommitCallbacks(execute=True):
+            codes = [self.client.post("/jobs/new/", {"job": "testapp.add", "x": "1", "y": "2"}).status_code
+                     for _ in range(4)]
+        self.assertEqual(codes, [302, 302, 302, 429])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=10,
+)
+
+
+@override_settings(JOBS_LAUNCH_RATE="100000/m")
+class ApiFuzzTests(HypothesisTestCase):
+    """Generated bad input never makes the API answer 500, and never enqueues an invalid job."""
+
+    @classmethod
+    def setUpTestData(cls):
+        cls.user = User.objects.create_user("fuzz")
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(body=st.one_of(
+        json_values,
+        st.fixed_dictionaries({"task": st.sampled_from(["testapp.add", "testapp.countdown", "testapp.say_hello", "x"]) | st.text(),
+                               "args": json_values, "kwargs": json_values}),
+        st.binary(max_size=64).map(lambda raw: raw.decode("latin-1")),
+    ))
+    def test_launch_never_fails_with_a_server_error(self, body):
+        import json
+
+        data = body if isinstance(body, str) else json.dumps(body)
+        self.client.force_login(self.user)
+        with mock.patch.object(find_job("testapp.add"), "apply_async"), \
+                mock.patch.object(find_job("testapp.countdown"), "apply_async"), \
+                mock.patch.object(find_job("testapp.say_hello"), "apply_async"), \
+                self.captureOnCommitCallbacks(execute=True):
+            response = self.client.post("/api/jobs/", data, content_type="application/json")
+        self.assertLess(response.status_code, 500, response.content)
+        self.assertIn(response.status_code, (202, 400, 403, 422))
+        self.assertIn("detail" if response.status_code != 202 else "id", response.json())
+
+    @settings(max_examples=60, deadline=None)
+    @given(path=st.text(max_size=40), query=st.dictionaries(st.sampled_from(["status", "task", "page"]),
+                                                            st.text(max_size=10), max_size=3))
+    def test_reads_never_fail_with_a_server_error(self, path, query):
+        from urllib.parse import quote
+
+        self.client.force_login(self.user)
+        for url in (f"/api/jobs/{quote(path, safe='')}/", "/api/jobs/"):
+            response = self.client.get(url, query)
+            self.assertLess(response.status_code, 500, (url, query, response.content))
