@@ -18,12 +18,14 @@ from django.db import connection
 from django.test import TransactionTestCase, tag
 from django_celery_results.models import TaskResult
 
+from accounts.services import api_token_create
 from jobs import services
 from jobs.catalog import find_job
-from jobs.models import JobRecord, Probe
+from examples.models import Probe
+from jobs.models import JobRecord
 
 
-from .worker import Worker, dead_letter_count, wait_for
+from jobs.testing.processes import Worker, dead_letter_count, wait_for
 
 BATCH = 30
 
@@ -144,7 +146,7 @@ class FaultTests(TransactionTestCase):
         worker = Worker(concurrency=2).start()
         self.addCleanup(worker.stop)
         self.addCleanup(subprocess.run, ["rabbitmqctl", "-q", "start_app"], capture_output=True, timeout=120)
-        _, token = services.api_token_create(user=User.objects.create_user("ops", is_staff=True), name="faults")
+        _, token = api_token_create(user=User.objects.create_user("ops", is_staff=True), name="faults")
         task_ids = self.launch_batch(seconds=0.3)
         wait_for(lambda: self.done(task_ids) >= 5, message="a few jobs to finish")
         subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, capture_output=True, timeout=120)

@@ -11,10 +11,11 @@ from django.test import TransactionTestCase, override_settings, tag
 from django_celery_results.models import TaskResult
 
 from jobs import services
-from jobs.models import Contact, JobRecord
+from contacts.models import Contact
+from jobs.models import JobRecord
 
-from .local_http import LocalServer
-from .worker import Worker, wait_for
+from tests.local_http import LocalServer
+from jobs.testing.processes import Worker, wait_for
 
 
 @tag("integration")

@@ -1,0 +1,129 @@
+"""The CSV import: checks before anything is stored, the chunked upsert, the pages and the API."""
+import shutil
+import tempfile
+from unittest import mock
+
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import TestCase, override_settings
+from django_celery_results.models import TaskResult
+
+from contacts import services
+from contacts.models import Contact, ContactImport
+from jobs.models import JobRecord
+
+
+def csv_upload(text: str, name: str = "contacts.csv") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
+
+
+class ImportTests(TestCase):
+    def setUp(self):
+        media = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, media)
+        self.enterContext(override_settings(MEDIA_ROOT=media))
+        self.user = User.objects.create_user("ops", is_staff=True)
+
+    def upload(self, text, **kwargs):
+        with self.captureOnCommitCallbacks():
+            return services.contact_import_create(upload=csv_upload(text, **kwargs), user=self.user, origin="page")
+
+    def assertRefused(self, text, message):
+        with self.assertRaisesMessage(services.ImportRefused, message):
+            self.upload(text)
+        self.assertFalse(ContactImport.objects.exists())
+        self.assertFalse(TaskResult.objects.exists())
+
+    def test_bad_files_are_refused_before_anything_is_stored_or_queued(self):
+        self.assertRefused("name,phone\nAda,1\n", "missing: email")
+        self.assertRefused("email,name\n", "no rows to import")
+        with self.assertRaisesMessage(services.ImportRefused, "not a UTF-8 CSV file"):
+            services.contact_import_create(upload=SimpleUploadedFile("x.csv", b"\xff\xfe\x00e"), user=self.user,
+                                           origin="page")
+        with override_settings(IMPORT_MAX_ROWS=2):
+            self.assertRefused("email,name\na@x.io,A\nb@x.io,B\nc@x.io,C\n", "has 3 rows; the limit is 2")
+        with override_settings(IMPORT_MAX_BYTES=10):
+            self.assertRefused("email,name\na@x.io,A\n", "the limit is 10 (IMPORT_MAX_BYTES)")
+
+    def test_a_good_file_is_stored_and_its_import_queued_on_the_long_queue(self):
+        contact_import = self.upload("Email,Name,Phone\nada@x.io,Ada,1\n")
+        self.assertEqual(contact_import.rows, 1)
+        record = JobRecord.objects.get(result__task_id=contact_import.task_id)
+        self.assertEqual((record.queue, record.arguments["kwargs"]), ("long", {"import_id": contact_import.pk}))
+
+    def test_import_upserts_valid_rows_records_invalid_ones_and_never_duplicates(self):
+        text = ("email,name,phone\n"
+                "ada@x.io,Ada,1\n"
+                "not-an-email,Bob,2\n"
+                "cy@x.io,,3\n"
+                "\"dee@x.io\",\"Dee, Jr.\",4\n"
+                "ADA@x.io,Ada Lovelace,5\n")
+        contact_import = self.upload(text)
+        progress = mock.Mock()
+        with mock.patch.object(services, "CHUNK_ROWS", 2):
+            counts = services.contact_import_run(import_id=contact_import.pk, report_progress=progress)
+        self.assertEqual(counts, {"rows": 5, "imported": 3, "invalid": 2})
+        self.assertEqual(dict(Contact.objects.values_list("email", "name")),
+                         {"ada@x.io": "Ada Lovelace", "dee@x.io": "Dee, Jr."})
+        self.assertEqual([(e.line, e.reason) for e in contact_import.errors.all()],
+                         [(3, "Enter a valid email address."), (4, "the name is empty")])
+        self.assertEqual([call.args[:2] for call in progress.call_args_list], [(2, 5), (4, 5), (5, 5)])
+        self.assertEqual(services.import_errors_csv(contact_import).splitlines(),
+                         ["line,reason,row", "3,Enter a valid email address.,\"not-an-email,Bob,2\"",
+                          "4,the name is empty,\"cy@x.io,,3\""])
+
+        services.contact_import_run(import_id=contact_import.pk, report_progress=progress)  # a redelivery
+        self.upload(text)  # the same file again
+        services.contact_import_run(import_id=ContactImport.objects.first().pk, report_progress=progress)
+        self.assertEqual(Contact.objects.count(), 2)
+        self.assertEqual(contact_import.errors.count(), 2)
+
+    def test_a_soft_time_limit_keeps_what_was_imported_and_a_rerun_finishes(self):
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        text = "email,name\n" + "".join(f"p{n}@x.io,P{n}\n" for n in range(10))
+        contact_import = self.upload(text)
+        parse = services._parse
+        calls = 0
+
+        def parse_until_the_limit(row, positions):
+            nonlocal calls
+            calls += 1
+            if calls == 6:
+                raise SoftTimeLimitExceeded()
+            return parse(row, positions)
+
+        with mock.patch.object(services, "CHUNK_ROWS", 2), mock.patch.object(services, "_parse", parse_until_the_limit), \
+                self.assertRaises(SoftTimeLimitExceeded):
+            services.contact_import_run(import_id=contact_import.pk, report_progress=mock.Mock())
+        contact_import.refresh_from_db()
+        self.assertEqual((contact_import.imported, Contact.objects.count()), (5, 5))
+        services.contact_import_run(import_id=contact_import.pk, report_progress=mock.Mock())
+        self.assertEqual(Contact.objects.count(), 10)
+
+    def test_upload_page_and_api(self):
+        self.client.force_login(self.user)
+        with self.captureOnCommitCallbacks():
+            response = self.client.post("/imports/", {"file": csv_upload("email,name\nada@x.io,Ada\n")})
+        contact_import = ContactImport.objects.get()
+        self.assertRedirects(response, f"/jobs/{contact_import.task_id}/", fetch_redirect_response=False)
+        response = self.client.post("/imports/", {"file": csv_upload("name\nAda\n")})
+        self.assertContains(response, "missing: email")
+        with self.captureOnCommitCallbacks():
+            response = self.client.post("/api/imports/", {"file": csv_upload("email,name\nbo@x.io,Bo\n")})
+        self.assertEqual(response.status_code, 202)
+        self.assertEqual(response.json()["rows"], 1)
+        with override_settings(IMPORT_MAX_BYTES=5):
+            response = self.client.post("/api/imports/", {"file": csv_upload("email,name\nbo@x.io,Bo\n")})
+        self.assertEqual(response.status_code, 413)
+        self.assertEqual(ContactImport.objects.count(), 2)
+
+    def test_errors_download_is_for_the_uploader_and_staff(self):
+        contact_import = self.upload("email,name\nbad,Bad\n")
+        services.contact_import_run(import_id=contact_import.pk, report_progress=mock.Mock())
+        self.client.force_login(User.objects.create_user("someone"))
+        self.assertEqual(self.client.get(f"/imports/{contact_import.pk}/errors.csv").status_code, 404)
+        self.client.force_login(self.user)
+        response = self.client.get(f"/imports/{contact_import.pk}/errors.csv")
+        self.assertEqual(response["Content-Type"], "text/csv")
+        self.assertIn(b"2,Enter a valid email address.,\"bad,Bad\"", response.content)
