@@ -13,7 +13,7 @@ run: $(VENV)/installed .env
 
 test: $(VENV)/installed .env
 	$(BIN)/python manage.py collectstatic --noinput -v0
-	$(BIN)/python manage.py test
+	$(BIN)/python manage.py test --noinput
 
 bench: $(VENV)/installed .env
 	$(BIN)/python manage.py bench_throughput

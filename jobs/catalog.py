@@ -72,7 +72,7 @@ class JobTask(DjangoTask):
                 "field": "",
                 "message": f"takes at most {len(names)} positional arguments ({', '.join(names)}), got {len(args)}",
             }])
-        data = dict(zip(names, args))
+        data = dict(zip(names, args, strict=False))  # fewer args than names: the rest by name
         twice = sorted(data.keys() & kwargs.keys())
         if twice:
             raise InvalidArguments(self.name, [

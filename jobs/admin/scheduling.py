@@ -179,7 +179,7 @@ class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
 class CrontabScheduleForm(forms.ModelForm):
     class Meta:
         model = CrontabSchedule
-        fields = "__all__"
+        fields = ["minute", "hour", "day_of_month", "month_of_year", "day_of_week", "timezone"]
 
     def clean(self):
         data = super().clean()

@@ -3,8 +3,7 @@
 Next run times are computed by the same Celery schedule objects beat uses, so the preview in the
 admin is what beat will do, daylight-saving transitions included.
 """
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -37,7 +36,7 @@ def next_runs(task: PeriodicTask, count: int = 5, now: datetime | None = None) -
     schedule = task.schedule
     # A crontab's next slot is a wall-clock time in its own time zone; zoneinfo then resolves its
     # offset, so a daily 07:30 stays 07:30 across a daylight-saving change, as it does in beat.
-    zone = getattr(schedule, "tz", None) or dt_timezone.utc
+    zone = getattr(schedule, "tz", None) or UTC
     moment = max(filter(None, [now, task.start_time])).astimezone(zone)
     # Intervals run `every` after the last run (or after now, when there was none yet);
     # crontabs and solar events at their next slot after now.
@@ -53,6 +52,6 @@ def next_runs(task: PeriodicTask, count: int = 5, now: datetime | None = None) -
         upcoming = max(upcoming, moment)
         if task.expires and upcoming >= task.expires:
             break
-        runs.append(upcoming.astimezone(dt_timezone.utc))
+        runs.append(upcoming.astimezone(UTC))
         moment = last_run = upcoming
     return runs

@@ -32,7 +32,8 @@ class CeleryProcess:
     command: list[str]
 
     def __init__(self, environment: dict[str, str] | None = None):
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="celery-", suffix=".log", delete=False)
+        # Kept open for the process's life, and left on disk to read after a failure.
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="celery-", suffix=".log", delete=False)  # noqa: SIM115
         self.process = None
         self.environment = environment or {}
 

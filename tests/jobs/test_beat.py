@@ -1,5 +1,6 @@
 """Beat on the real broker, with a real worker: admin-made schedules run, and only once."""
 import time
+from itertools import pairwise
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -56,7 +57,7 @@ class BeatTests(TransactionTestCase):
         time.sleep(10)
         window = time.monotonic() - started
         times = [run.date_created for run in self.runs(task)]
-        gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:])]
+        gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(times)]
         # One beat sends every second; a second one sending too would double the count and
         # leave runs a few milliseconds apart.
         self.assertLessEqual(len(times), window + 2, times)

@@ -2,6 +2,7 @@
 import json
 from unittest import mock
 
+from celery import current_app as celery_app
 from celery import states
 from django.contrib.auth.models import Permission, User
 from django.test import TestCase
@@ -10,7 +11,6 @@ from django_celery_results.models import TaskResult
 from jobs import receivers, services
 from jobs.catalog import find_job
 from jobs.models import JobAction, JobRecord
-from celery import current_app as celery_app
 
 
 def grant(user: User, *codenames: str) -> User:

@@ -1,16 +1,15 @@
 """End to end on the real services: API -> RabbitMQ -> a real worker -> PostgreSQL -> API."""
 import time
 
+from celery import current_app as celery_app
 from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import TransactionTestCase, tag
 from django_celery_results.models import TaskResult
 
-from jobs import receivers, services
+from jobs import services
 from jobs.catalog import find_job
 from jobs.models import JobRecord
-from celery import current_app as celery_app
-
 from jobs.testing.processes import Worker, dead_letter_count, wait_for
 
 

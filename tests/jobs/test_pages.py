@@ -3,7 +3,7 @@ from django.contrib.auth.models import User
 from django.test import TestCase
 from django_celery_results.models import TaskResult
 
-from jobs import receivers, services
+from jobs import services
 from jobs.models import JobRecord
 
 

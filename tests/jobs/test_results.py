@@ -1,9 +1,9 @@
+from celery import current_app as celery_app
 from celery import states
 from django.test import TestCase
 from django_celery_results.models import TaskResult
 
 from jobs.services import job_launch
-from celery import current_app as celery_app
 
 TASK_ID = "0b5b1c9e-8f0e-4c36-9d2c-5d7f1d0e8a01"
 

@@ -1,15 +1,16 @@
-import json
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.test import SimpleTestCase, TestCase
 from django_celery_beat.models import (
-    ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule,
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
 )
 from django_celery_results.models import TaskResult
 
@@ -19,7 +20,7 @@ from jobs.scheduling.previews import next_runs, schedule_in_words
 from jobs.services import periodic_task_run_now
 
 BERLIN = ZoneInfo("Europe/Berlin")
-UTC = dt_timezone.utc
+UTC = UTC
 ADD = "/admin/django_celery_beat/periodictask/add/"
 
 

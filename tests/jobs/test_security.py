@@ -64,7 +64,8 @@ class ApiFuzzTests(HypothesisTestCase):
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(body=st.one_of(
         json_values,
-        st.fixed_dictionaries({"task": st.sampled_from(["testapp.add", "testapp.countdown", "testapp.say_hello", "x"]) | st.text(),
+        st.fixed_dictionaries({"task": st.sampled_from(["testapp.add", "testapp.countdown", "testapp.say_hello", "x"])
+                                       | st.text(),
                                "args": json_values, "kwargs": json_values}),
         st.binary(max_size=64).map(lambda raw: raw.decode("latin-1")),
     ))

@@ -13,18 +13,17 @@ import subprocess
 import threading
 import time
 import uuid
+from itertools import pairwise
 
 from django.db import connection
 from django.test import TransactionTestCase, tag
 from django_celery_results.models import TaskResult
 
 from accounts.services import api_token_create
+from examples.models import Probe
 from jobs import services
 from jobs.catalog import find_job
-from examples.models import Probe
 from jobs.models import JobRecord
-
-
 from jobs.testing.processes import Worker, dead_letter_count, wait_for
 
 BATCH = 30
@@ -210,7 +209,7 @@ class BeatFaultTests(TransactionTestCase):
                  message=f"runs from the new beat; its log:\n{second.output()[-2000:]}")
         resumed = time.monotonic() - killed_at
         times = list(runs.order_by("date_created").values_list("date_created", flat=True))
-        gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:])]
+        gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(times)]
         self.assertGreater(min(gaps), 1, gaps)  # none sent twice
         self.assertLess(max(gaps), settings.BEAT_LOCK_TIMEOUT + 2 + 3, gaps)
         # Every run sent succeeded, or is still on its way (beat goes on sending while we look).

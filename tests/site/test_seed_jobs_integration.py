@@ -10,12 +10,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import TransactionTestCase, override_settings, tag
 from django_celery_results.models import TaskResult
 
-from jobs import services
 from contacts.models import Contact
+from jobs import services
 from jobs.models import JobRecord
-
-from tests.local_http import LocalServer
 from jobs.testing.processes import Worker, wait_for
+from tests.local_http import LocalServer
 
 
 @tag("integration")
@@ -94,8 +93,9 @@ class SeedJobsOnRealWorkersTests(TransactionTestCase):
         report = services.job_launch(name="jobs.build_report", kwargs={"days": 7})
         self.assertEqual(self.finished(report.task_id).status, "SUCCESS")
         page = self.client.get(f"/jobs/{report.task_id}/")
-        self.assertContains(page, "Download the report")
-        download = self.client.get(page.context["job"]["result"]["download_url"])
+        url = page.context["job"]["result"]["download_url"]
+        self.assertContains(page, f'<a class="button" href="{url}">Download</a>', html=True)
+        download = self.client.get(url)
         self.assertIn(b"Jobs per day and status, last 7 days", b"".join(download.streaming_content))
 
     def test_a_job_past_its_time_limit_is_stopped_and_not_run_again(self):

@@ -63,6 +63,7 @@ class CeleryConfigurationTests(SimpleTestCase):
 
     def test_results_are_stored_in_the_database_with_their_arguments(self):
         from django_celery_results.backends import DatabaseBackend
+
         from site_config import celery_app
 
         self.assertIsInstance(celery_app.backend, DatabaseBackend)
