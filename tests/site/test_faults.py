@@ -24,7 +24,7 @@ from examples.models import Probe
 from jobs import services
 from jobs.catalog import find_job
 from jobs.models import JobRecord
-from jobs.testing.processes import Worker, dead_letter_count, wait_for
+from jobs.testing.processes import Beat, Worker, dead_letter_count, wait_for
 
 BATCH = 30
 
@@ -189,7 +189,6 @@ class BeatFaultTests(TransactionTestCase):
         from django.conf import settings
         from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-        from .worker import Beat
 
         worker = Worker(concurrency=2).start()
         self.addCleanup(worker.stop)
