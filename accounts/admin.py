@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ApiToken
+from .models import Activation, ApiToken
 
 
 @admin.register(ApiToken)
@@ -13,6 +13,18 @@ class ApiTokenAdmin(admin.ModelAdmin):
     search_fields = ["name", "prefix", "user__username"]
     readonly_fields = ["user", "name", "prefix", "created_at", "last_used_at"]
     fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Activation)
+class ActivationAdmin(admin.ModelAdmin):
+    """When each account was activated by its link (a link works once)."""
+
+    list_display = ["user", "activated_at"]
+    search_fields = ["user__username", "user__email"]
+    readonly_fields = ["user", "activated_at"]
 
     def has_add_permission(self, request):
         return False

@@ -1,19 +1,21 @@
 """The sign-up form."""
 from django import forms
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import BaseUserCreationForm
 from django.contrib.auth.models import User
 
 
-class SignupForm(UserCreationForm):
-    """A new account: username, email (required, one account per address), password twice."""
+class SignupForm(BaseUserCreationForm):
+    """A new account: an email address (which is also the username) and a password, twice.
 
-    email = forms.EmailField(help_text="The activation link is sent here.")
+    It never says whether an address has an account already (accounts.services.user_register
+    answers the same either way), so sign-up cannot be used to find out who is registered.
+    """
 
-    class Meta(UserCreationForm.Meta):
-        fields = ("username", "email")
+    email = forms.EmailField(help_text="The activation link is sent here; you sign in with it.")
+
+    class Meta:
+        model = User
+        fields = ("email",)
 
     def clean_email(self):
-        email = self.cleaned_data["email"].lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email address exists already. Sign in instead.")
-        return email
+        return self.cleaned_data["email"].strip().lower()

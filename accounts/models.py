@@ -40,3 +40,15 @@ class EmailDelivery(models.Model):
 
     def __str__(self):
         return f"{self.key} to {self.recipient}"
+
+
+class Activation(models.Model):
+    """That an account was activated by its link, and when. A link activates once: an account
+    deactivated afterwards (by an administrator) is not reactivated by it."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="activation")
+    activated_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.user} activated at {self.activated_at:%Y-%m-%d %H:%M}"

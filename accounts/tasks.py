@@ -8,7 +8,7 @@ from . import emails
 
 @job(
     "jobs.send_activation_email",
-    staff_only=True,
+    restricted=True,
     # Network and SMTP errors (smtplib's are OSErrors) are retried with exponential backoff and
     # jitter, five times at most; an address the server refuses is not (best practice 4).
     autoretry_for=(OSError,),

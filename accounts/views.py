@@ -2,6 +2,7 @@
 from django.contrib import messages
 from django.shortcuts import redirect, render
 
+from jobs.exceptions import JobQueueUnavailable
 from jobs.throttling import launch_wait, too_many
 
 from . import services
@@ -15,11 +16,14 @@ def signup_view(request):
         if (wait := launch_wait(request)) is not None:  # each sign-up sends an email
             form.add_error(None, too_many(wait))
             return render(request, "registration/signup.html", {"form": form}, status=429)
-        user = services.user_register(
-            username=form.cleaned_data["username"], email=form.cleaned_data["email"],
-            password=form.cleaned_data["password1"],
-        )
-        return render(request, "registration/signup_done.html", {"email": user.email})
+        email = form.cleaned_data["email"]
+        try:
+            services.user_register(email=email, password=form.cleaned_data["password1"])
+        except JobQueueUnavailable as exc:
+            form.add_error(None, str(exc))
+            return render(request, "registration/signup.html", {"form": form}, status=503)
+        # The same answer whether or not the address had an account.
+        return render(request, "registration/signup_done.html", {"email": email})
     return render(request, "registration/signup.html", {"form": form})
 
 

@@ -5,11 +5,12 @@ from django.urls import reverse
 from ninja import File, Router, Schema, UploadedFile
 from pydantic import Field
 
-from jobs.api import ErrorOut, error, throttled
+from jobs.api import ErrorOut, error
 from jobs.models import JobRecord
-from jobs.throttling import launch_wait
+from jobs.throttling import JobLaunchThrottle
 
 from . import services
+from .uploads import upload_refused
 
 router = Router(tags=["imports"])
 
@@ -22,11 +23,14 @@ class ImportOut(Schema):
 
 
 @router.post("/", response={202: ImportOut, 413: ErrorOut, 422: ErrorOut, 429: ErrorOut, 503: ErrorOut},
-             url_name="import_create")
-def import_create(request, response: HttpResponse, file: UploadedFile = File(...)):  # noqa: B008 (ninja's way)
+             url_name="import_create", throttle=[JobLaunchThrottle()])  # counted before the body is read
+def import_create(request, response: HttpResponse, file: UploadedFile = File(None)):  # noqa: B008 (ninja's way)
     """Upload a CSV of contacts (columns email, name, phone); a job on the long queue imports it."""
-    if (wait := launch_wait(request)) is not None:
-        return throttled(request, wait)
+    if refused := upload_refused(request):
+        return error(request, 413, refused)
+    if file is None:
+        return error(request, 422, "Send the CSV file as the multipart form field 'file'.",
+                     [{"field": "file", "message": "Field required"}])
     try:
         contact_import = services.contact_import_create(upload=file, user=request.user, origin=JobRecord.Origin.API)
     except services.ImportRefused as exc:

@@ -6,5 +6,7 @@ from .models import ContactImport
 
 
 def imports_visible_to(*, user: AbstractBaseUser) -> QuerySet[ContactImport]:
-    """Staff see every CSV import, everyone else their own uploads."""
-    return ContactImport.objects.all() if user.is_staff else ContactImport.objects.filter(uploaded_by=user)
+    """Every CSV import for those with the admin's view permission, else `user`'s own uploads."""
+    if user.has_perm("contacts.view_contactimport"):
+        return ContactImport.objects.all()
+    return ContactImport.objects.filter(uploaded_by=user)

@@ -15,6 +15,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from jobs.services import job_launch
+from jobs.spreadsheets import SafeWriter
 
 from .models import Contact, ContactImport, ImportRowError
 
@@ -62,6 +63,8 @@ def contact_import_create(*, upload: UploadedFile, user: AbstractBaseUser, origi
 def _parse(row: list[str], positions: dict[str, int]) -> Contact:
     if len(row) < len(positions):
         raise ValidationError(f"expected at least {len(positions)} columns, got {len(row)}")
+    if any("\x00" in cell for cell in row):
+        raise ValidationError("the row contains a NUL character")
     values = {column: row[position].strip() for column, position in positions.items()}
     email = values["email"].lower()
     validate_email(email)
@@ -103,7 +106,8 @@ def contact_import_run(*, import_id: int, report_progress: Callable[[int, int, s
                     contacts[contact.email] = contact
                 except ValidationError as exc:
                     errors.append(ImportRowError(contact_import=contact_import, line=reader.line_num,
-                                                 reason="; ".join(exc.messages)[:255], raw=",".join(row)))
+                                                 reason="; ".join(exc.messages)[:255],
+                                                 raw=",".join(row).replace("\x00", "\\x00")))
                 if len(contacts) + len(errors) >= CHUNK_ROWS:
                     flush()
             flush()
@@ -118,7 +122,7 @@ def contact_import_run(*, import_id: int, report_progress: Callable[[int, int, s
 def import_errors_csv(contact_import: ContactImport) -> str:
     """The refused rows as CSV: line, reason, the row as uploaded."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeWriter(buffer)
     writer.writerow(["line", "reason", "row"])
     for error in contact_import.errors.all().iterator():
         writer.writerow([error.line, error.reason, error.raw])

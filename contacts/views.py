@@ -9,13 +9,20 @@ from jobs.throttling import launch_wait, too_many
 
 from . import selectors, services
 from .forms import ContactImportForm
+from .uploads import upload_refused
 
 
 @login_required
 def import_list(request):
     """Upload a CSV of contacts; see earlier uploads and how they went."""
+    # Counted first, whatever the upload turns out to be.
+    wait = launch_wait(request) if request.method == "POST" else None
     form = ContactImportForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid() and (wait := launch_wait(request)) is not None:
+    if refused := upload_refused(request):
+        form.is_valid()
+        form.errors["file"] = form.error_class([refused])  # not "required": it was sent, and too large
+        return render(request, "contacts/import_list.html", {"form": form, "imports": _imports(request)}, status=413)
+    if wait is not None:
         form.add_error(None, too_many(wait))
     elif request.method == "POST" and form.is_valid():
         try:
@@ -28,8 +35,11 @@ def import_list(request):
             form.add_error(None, str(exc))
         else:
             return redirect("jobs:detail", contact_import.task_id)
-    imports = selectors.imports_visible_to(user=request.user)
-    return render(request, "contacts/import_list.html", {"form": form, "imports": imports[:50]})
+    return render(request, "contacts/import_list.html", {"form": form, "imports": _imports(request)})
+
+
+def _imports(request):
+    return selectors.imports_visible_to(user=request.user)[:50]
 
 
 @login_required

@@ -31,7 +31,7 @@ def countdown(self, seconds: Annotated[int, Field(ge=1, le=600)]) -> str:
     return f"Counted down {seconds} s."
 
 
-@job("jobs.probe", staff_only=True)
+@job("jobs.probe", restricted=True)
 def probe(key: str, seconds: Annotated[float, Field(ge=0, le=60)] = 0) -> str:
     """Wait, then record `key` once: an end-to-end check of the pipeline (the fault suite counts these)."""
     time.sleep(seconds)
@@ -41,7 +41,7 @@ def probe(key: str, seconds: Annotated[float, Field(ge=0, le=60)] = 0) -> str:
 
 @job(
     "jobs.fetch_url",
-    staff_only=True,  # a URL of anyone's choosing, fetched from inside the network
+    restricted=True,  # a URL of anyone's choosing, fetched from inside the network
     autoretry_for=(fetch.FetchTemporaryError,),
     retry_backoff=1,
     retry_backoff_max=300,

@@ -6,6 +6,7 @@ runs, so a job never starts with arguments it did not declare.
 """
 import inspect
 import json
+import re
 from functools import cached_property
 from typing import Any, get_type_hints
 
@@ -19,12 +20,14 @@ from .exceptions import InvalidArguments, JobForbidden, UnknownJob
 
 PROGRESS = "PROGRESS"  # the custom state of a running job that reports how far it is
 TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
+NUL = re.compile(r"(?<!\\)(\\\\)*\\u0000")  # a NUL character as JSON writes it (not an escaped backslash and u0000)
 
 
 class JobTask(DjangoTask):
     """Base class of launchable jobs: validates arguments against the type hints on every run."""
 
     do_not_call_in_templates = True  # a task is callable; templates read its attributes
+    restricted = False  # see job()
 
     @cached_property
     def arguments_model(self) -> type[BaseModel]:
@@ -80,9 +83,16 @@ class JobTask(DjangoTask):
             ])
         data.update(kwargs)
         try:
-            return self.arguments_model.model_validate_json(json.dumps(data), strict=True)
-        except TypeError as exc:  # json.dumps: a value JSON cannot carry
+            payload = json.dumps(data)
+        except TypeError as exc:  # a value JSON cannot carry
             raise InvalidArguments(self.name, [{"field": "", "message": str(exc)}]) from exc
+        if NUL.search(payload):  # PostgreSQL's JSON columns, where arguments are recorded, refuse it
+            raise InvalidArguments(self.name, [
+                {"field": name, "message": "text must not contain NUL characters (\\u0000)"}
+                for name, value in data.items() if NUL.search(json.dumps(value))
+            ])
+        try:
+            return self.arguments_model.model_validate_json(payload, strict=True)
         except ValidationError as exc:
             raise InvalidArguments(self.name, [
                 {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
@@ -107,12 +117,13 @@ class JobTask(DjangoTask):
         self.update_state(state=PROGRESS, meta={"current": current, "total": total, "message": message})
 
 
-def job(name: str, staff_only: bool = False, **task_options):
+def job(name: str, restricted: bool = False, **task_options):
     """Declare a launchable job: a shared Celery task named `name` with validated arguments.
 
-    `staff_only` jobs are launched by the system (signup, uploads, beat) and by staff; the API and
-    the pages refuse them to everyone else. Every job is retried, with backoff, when the database
-    drops its connection (a restart, a failover, a deadlock), on top of the errors it names in
+    `restricted` jobs are launched by the system (sign-up, uploads, beat) and by people with the
+    "Can launch restricted jobs" permission (jobs.launch_restricted_job); the API and the pages
+    refuse them to everyone else. Every job is retried, with backoff, when the database drops its
+    connection (a restart, a failover, a deadlock), on top of the errors it names in
     `autoretry_for`: jobs are idempotent, and the retry runs on a fresh connection.
     """
     task_options["autoretry_for"] = (*task_options.get("autoretry_for", ()), *TRANSIENT_DATABASE_ERRORS)
@@ -120,12 +131,12 @@ def job(name: str, staff_only: bool = False, **task_options):
     task_options.setdefault("retry_jitter", True)
     task_options.setdefault("max_retries", 5)
     task_options.setdefault("default_retry_delay", 5)  # after a pool process died mid-job
-    return shared_task(name=name, base=JobTask, staff_only=staff_only, **task_options)
+    return shared_task(name=name, base=JobTask, restricted=restricted, **task_options)
 
 
 def may_launch(user, task: JobTask) -> bool:
-    """Whether `user` may launch `task` from the web: staff-only jobs are for staff."""
-    return user.is_staff or not task.staff_only
+    """Whether `user` may launch `task` from the web: restricted jobs need the permission."""
+    return not task.restricted or user.has_perm("jobs.launch_restricted_job")
 
 
 def catalog(user=None) -> dict[str, JobTask]:

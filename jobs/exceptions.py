@@ -15,11 +15,12 @@ class UnknownJob(JobLaunchError, LookupError):
 
 
 class JobForbidden(JobLaunchError, PermissionError):
-    """A staff-only job, asked for by someone who is not staff."""
+    """A restricted job, asked for by someone without the permission to launch it."""
 
     def __init__(self, name: str, known: list[str]):
         self.name = name
-        super().__init__(f"Only staff may launch {name}. Jobs you may launch: {', '.join(known) or 'none'}.")
+        super().__init__(f"{name} is restricted: launching it needs the 'Can launch restricted jobs' permission. "
+                         f"Jobs you may launch: {', '.join(known) or 'none'}.")
 
 
 class InvalidArguments(JobLaunchError, ValueError):

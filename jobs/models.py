@@ -48,6 +48,7 @@ class JobRecord(models.Model):
         permissions = [
             ("retry_job", "Can retry jobs"),
             ("cancel_job", "Can cancel jobs"),
+            ("launch_restricted_job", "Can launch restricted jobs"),
         ]
 
     def __str__(self):

@@ -27,20 +27,35 @@ def jobs_with_details() -> QuerySet[TaskResult]:
     )
 
 
+def sees_every_job(user: AbstractBaseUser) -> bool:
+    """Whether `user` sees everyone's jobs: the results admin's view permission, as in the admin."""
+    return user.has_perm("django_celery_results.view_taskresult")
+
+
 def jobs_visible_to(*, user: AbstractBaseUser) -> QuerySet[TaskResult]:
-    """Newest first: staff see every job, everyone else the jobs they launched."""
+    """Newest first: every job for those who may see them all, else the jobs `user` launched."""
     jobs = jobs_with_details().order_by("-date_created")
-    return jobs if user.is_staff else jobs.filter(record__launched_by=user)
+    return jobs if sees_every_job(user) else jobs.filter(record__launched_by=user)
 
 
 PAGE_SIZE = 50
+MAX_PAGE = 10_000  # 500,000 jobs deep; past that, a filter finds a job sooner than paging
+
+
+class InvalidFilter(ValueError):
+    """A list filter that cannot match: the message says which and why."""
 
 
 def jobs_page(*, user: AbstractBaseUser, status: str = "", task: str = "", page: int = 1) -> tuple[list[TaskResult], bool]:
-    """One page of the jobs `user` may see, filtered, and whether another page follows.
+    """One page of the jobs `user` may see, filtered, and whether another page follows; InvalidFilter
+    for an unknown status or a page out of range.
 
     One row more than a page tells whether there is a next page, without counting every job.
     """
+    if status and status not in STATES:
+        raise InvalidFilter(f"Unknown status {status!r}. Use one of: {', '.join(STATES)}.")
+    if not 1 <= page <= MAX_PAGE:
+        raise InvalidFilter(f"page must be between 1 and {MAX_PAGE:,}; filter by status or job to go further back.")
     jobs = jobs_visible_to(user=user)
     if status:
         jobs = jobs.filter(status=status)

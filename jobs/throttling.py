@@ -1,5 +1,7 @@
 """How often one user (or, signed out, one address) may start jobs: JOBS_LAUNCH_RATE.
-Counted in the Django cache (Redis) by django-ninja's throttle, shared by every web process."""
+Counted in the Django cache (Redis) by django-ninja's throttle, shared by every web process.
+The address is the connection's, or X-Forwarded-For's only behind a configured proxy
+(NINJA_NUM_PROXIES, from DJANGO_BEHIND_PROXY and DJANGO_PROXY_COUNT)."""
 import math
 
 from django.conf import settings
@@ -8,12 +10,24 @@ from ninja.throttling import UserRateThrottle
 
 
 class JobLaunchThrottle(UserRateThrottle):
+    """A throttle for API routes (`throttle=[JobLaunchThrottle()]`): it counts the attempt before
+    the body is read, so an oversized or invalid request still counts. The rate is read from the
+    settings at each request."""
+
     scope = "job_launch"
+
+    def __init__(self):
+        super().__init__(settings.JOBS_LAUNCH_RATE)
+
+    def allow_request(self, request: HttpRequest) -> bool:
+        self.rate = settings.JOBS_LAUNCH_RATE
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request)
 
 
 def launch_wait(request: HttpRequest) -> int | None:
-    """Count this launch; None if allowed, else how many seconds to wait before the next one."""
-    throttle = JobLaunchThrottle(settings.JOBS_LAUNCH_RATE)
+    """For pages: count this launch; None if allowed, else how many seconds to wait."""
+    throttle = JobLaunchThrottle()
     if throttle.allow_request(request):
         return None
     return math.ceil(throttle.wait() or 1)

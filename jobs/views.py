@@ -24,14 +24,19 @@ def _visible_job(request, job_id: str):
 @login_required
 def job_list(request):
     """The signed-in user's jobs (staff: everyone's), newest first, filtered by status and job."""
-    status, task = request.GET.get("status", ""), request.GET.get("task", "")
-    page = int(request.GET["page"]) if request.GET.get("page", "").isdigit() and int(request.GET["page"]) > 0 else 1
-    rows, has_next = selectors.jobs_page(user=request.user, status=status, task=task, page=page)
+    status, task, page = request.GET.get("status", ""), request.GET.get("task", ""), request.GET.get("page", "1")
+    rows, has_next, http_status = [], False, 200
+    try:
+        page = int(page) if page.isascii() and page.isdigit() else 0
+        rows, has_next = selectors.jobs_page(user=request.user, status=status, task=task, page=page)
+    except selectors.InvalidFilter as exc:
+        messages.error(request, str(exc))
+        http_status = 400
     return render(request, "jobs/job_list.html", {
         "jobs": [selectors.job_details(result) for result in rows],
         "statuses": selectors.STATES, "tasks": list(catalog()), "status": status, "task": task,
-        "page": page, "has_next": has_next,
-    })
+        "page": page, "has_next": has_next, "sees_everyone": selectors.sees_every_job(request.user),
+    }, status=http_status)
 
 
 @login_required
@@ -84,6 +89,9 @@ def job_retry(request, job_id: str):
     if not request.user.has_perm("jobs.retry_job"):
         raise PermissionDenied
     result = _visible_job(request, job_id)
+    if (wait := launch_wait(request)) is not None:  # a retry is a launch
+        messages.error(request, f"Not retried: {too_many(wait)}")
+        return redirect("jobs:detail", result.task_id)
     try:
         retried = services.job_retry(result=result, user=request.user)
     except JobLaunchError as exc:

@@ -1,5 +1,4 @@
 """Report files built from the job history and the imported data."""
-import csv
 import io
 
 from django.core.files.base import ContentFile
@@ -7,6 +6,7 @@ from django.utils import timezone
 
 from contacts.models import Contact
 from jobs import selectors
+from jobs.spreadsheets import SafeWriter
 
 from .models import Report
 
@@ -16,7 +16,7 @@ def report_build(*, days: int) -> Report:
     counts = selectors.job_counts_by_day(days=days)
     statuses = sorted({status for day in counts.values() for status in day})
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeWriter(buffer)
     writer.writerow([f"Jobs per day and status, last {days} days"])
     writer.writerow(["day", *statuses, "total"])
     for day, by_status in sorted(counts.items()):

@@ -9,7 +9,7 @@ from jobs.catalog import job
 from . import services
 
 
-@job("jobs.build_report", staff_only=True)
+@job("jobs.build_report", restricted=True)
 def build_report(days: Annotated[int, Field(ge=1, le=366)] = 7) -> dict[str, object]:
     """Build a CSV report of the jobs per day and status (the seeds' weekly report)."""
     report = services.report_build(days=days)

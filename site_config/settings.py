@@ -32,10 +32,52 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 HTTPS = env.bool("DJANGO_HTTPS", default=False)
 SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = 365 * 24 * 3600 if HTTPS else 0
-SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = HTTPS
-# Behind a proxy that ends TLS: trust its X-Forwarded-Proto (only then: a client could send it too).
-if env.bool("DJANGO_BEHIND_PROXY", default=False):
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+# Asking browsers to hard-code HTTPS for the domain is hard to undo: a choice of its own.
+SECURE_HSTS_PRELOAD = HTTPS and env.bool("DJANGO_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]  # "no preload": chosen above
+
+# Behind a proxy (one that ends TLS, a load balancer): trust its X-Forwarded-Proto, and take the
+# client's address from X-Forwarded-For, DJANGO_PROXY_COUNT entries from the end (each proxy
+# appends one). Only then: a client can send those headers too, and would pick its own address
+# for the rate limits and the sign-in lockout.
+BEHIND_PROXY = env.bool("DJANGO_BEHIND_PROXY", default=False)
+PROXY_COUNT = env.int("DJANGO_PROXY_COUNT", default=1) if BEHIND_PROXY else 0
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+NINJA_NUM_PROXIES = PROXY_COUNT  # django-ninja's throttles (JOBS_LAUNCH_RATE)
+AXES_IPWARE_PROXY_COUNT = PROXY_COUNT or None  # django-axes (the sign-in lockout)
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if BEHIND_PROXY else ["REMOTE_ADDR"]
+
+# Failed sign-ins, on the site's login page and the admin's (django-axes): after
+# LOGIN_FAILURE_LIMIT failures for one account, or from one address, that account or address is
+# refused for LOGIN_LOCKOUT_MINUTES, with a page that says so. A success resets the count.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out accounts and addresses
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# Content-Security-Policy (django-csp): scripts and styles only from this site's static files,
+# no inline script anywhere; style attributes are allowed (the admin and Swagger UI set them).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+# Features no page here uses, refused to every page (site_config/middleware.py).
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -47,6 +89,8 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "ninja",
+    "axes",
+    "csp",
     # The job engine: a reusable app that needs none of the apps below it.
     "jobs",
     # Apps built on the engine; each is optional.
@@ -57,6 +101,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "site_config.middleware.RefuseNulMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -65,6 +110,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "site_config.middleware.SecurityHeadersMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
 ROOT_URLCONF = "site_config.urls"
@@ -126,9 +174,19 @@ ACTIVATION_MAX_AGE = timedelta(days=env.int("ACTIVATION_DAYS", default=3))
 # Jobs (and imports, and sign-ups) one user, or one address when signed out, may start: "60/m".
 JOBS_LAUNCH_RATE = env.str("JOBS_LAUNCH_RATE", default="60/m")
 
+# The fetch job (examples/fetch.py) fetches public addresses only; networks listed here too
+# (comma-separated, e.g. "10.1.2.0/24,127.0.0.1/32" for an intranet page, or tests' local server).
+FETCH_ALLOWED_NETWORKS = env.list("FETCH_ALLOWED_NETWORKS", default=[])
+
 # CSV imports: refused before anything is stored or enqueued when larger.
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=200_000)
+# Larger uploads are stopped while they stream in, never spooled to disk in full (contacts/uploads.py).
+FILE_UPLOAD_HANDLERS = [
+    "contacts.uploads.SizeLimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # Bodies above this size are refused with 413 before anything is parsed or enqueued.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_MAX_REQUEST_BYTES", default=256 * 1024)
@@ -183,13 +241,15 @@ DEAD_LETTER_RETENTION = {"x-message-ttl": 14 * 24 * 3600 * 1000, "x-max-length":
 DEAD_LETTER_EXCHANGE = DEAD_LETTER_QUEUE = "dead-letter"
 CELERY_TASK_QUEUES = tuple(
     Queue(name, durable=True, queue_arguments={"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE})
-    for name in ("default", "email", "long")
+    for name in ("default", "email", "long", "demo")
 )
 CELERY_TASK_ROUTES = {
     "jobs.send_activation_email": {"queue": "email"},
     "jobs.import_contacts": {"queue": "long"},
     "jobs.build_report": {"queue": "long"},
-    "jobs.countdown": {"queue": "long"},
+    # Anyone may launch the countdown, for up to 10 minutes: on a queue of its own, where it can
+    # delay only other countdowns, never an import or a report.
+    "jobs.countdown": {"queue": "demo"},
 }
 CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
 # Priorities 0-9 (9 first) on every queue: RabbitMQ classic queues order by x-max-priority.

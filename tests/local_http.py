@@ -8,8 +8,14 @@ class ThirdParty(BaseHTTPRequestHandler):
     failures_left: dict[str, int] = {}  # per path: how many 503s before a 200
 
     def do_GET(self):
+        self.server.requests.append(self.path)
         if self.path == "/slow":
             time.sleep(2)
+        if self.path.startswith("/redirect?to="):
+            self.send_response(302)
+            self.send_header("Location", self.path.removeprefix("/redirect?to="))
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
         if self.path.startswith("/missing"):
             return self.answer(404, b"<title>Not here</title>")
         if self.path.startswith("/flaky"):
@@ -38,12 +44,17 @@ class LocalServer:
 
     def __enter__(self):
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), ThirdParty)
+        self.server.requests = []  # the paths asked for, in order
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+    @property
+    def requests(self) -> list[str]:
+        return self.server.requests
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server.server_port}{path}"

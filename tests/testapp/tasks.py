@@ -28,7 +28,7 @@ def countdown(self, seconds: Annotated[int, Field(ge=1, le=600)]) -> str:
     return f"Counted down {seconds} s."
 
 
-@job("testapp.purge", staff_only=True)
+@job("testapp.purge", restricted=True)
 def purge(older_than_days: int = 30) -> int:
     """A job only staff may launch from the web."""
     return older_than_days
