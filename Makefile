@@ -9,7 +9,9 @@ run: $(VENV)/installed .env
 	$(BIN)/python manage.py db_create
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start  # the Procfile's commands come from the virtualenv
+	# The Procfile's commands come from the virtualenv. `--env /dev/null`: honcho would otherwise load
+	# .env over the exported environment; the settings read .env themselves, under it.
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --env /dev/null
 
 test: $(VENV)/installed .env
 	$(BIN)/python manage.py collectstatic --noinput -v0

@@ -32,8 +32,12 @@ def job_retried(sender, request, reason, **kwargs) -> None:
 
 
 def periodic_task_saving(sender, instance, **kwargs) -> None:
-    """pre_save of a PeriodicTask: the admin's checks, for rows saved from code and fixtures too."""
-    checks.periodic_task_check(instance)
+    """pre_save of a PeriodicTask: the admin's checks, for rows saved from code and fixtures too.
+
+    Not for a row saved disabled: beat disables a finished one-off, or a row it cannot send,
+    by saving it, and that must work even when the row no longer validates."""
+    if instance.enabled:
+        checks.periodic_task_check(instance)
 
 
 def crontab_saving(sender, instance, **kwargs) -> None:

@@ -65,6 +65,17 @@ def jobs_page(*, user: AbstractBaseUser, status: str = "", task: str = "", page:
     return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
 
 
+WHO_MAY_ACT = ("Whoever launched a job may retry or cancel it; on anyone else's, that takes the 'Can retry jobs' "
+               "or 'Can cancel jobs' permission.")
+
+
+def may_act_on(user: AbstractBaseUser, result: TaskResult, permission: str) -> bool:
+    """Whether `user` may retry or cancel (`permission`) the job: their own, or anyone's with the
+    permission. Only jobs recorded at launch, whose arguments are kept, can be acted on."""
+    record = getattr(result, "record", None)
+    return record is not None and (record.launched_by_id == user.pk or user.has_perm(permission))
+
+
 def job_get(*, job_id: str, user: AbstractBaseUser) -> TaskResult | None:
     """The job with id `job_id` if `user` may see it, else None (also for ids that are not UUIDs)."""
     try:

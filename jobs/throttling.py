@@ -2,17 +2,25 @@
 Counted in the Django cache (Redis) by django-ninja's throttle, shared by every web process.
 The address is the connection's, or X-Forwarded-For's only behind a configured proxy
 (NINJA_NUM_PROXIES, from DJANGO_BEHIND_PROXY and DJANGO_PROXY_COUNT)."""
+import logging
 import math
 
+import redis
 from django.conf import settings
 from django.http import HttpRequest
 from ninja.throttling import UserRateThrottle
+
+logger = logging.getLogger(__name__)
 
 
 class JobLaunchThrottle(UserRateThrottle):
     """A throttle for API routes (`throttle=[JobLaunchThrottle()]`): it counts the attempt before
     the body is read, so an oversized or invalid request still counts. The rate is read from the
-    settings at each request."""
+    settings at each request.
+
+    Without Redis the limit cannot be counted: launches are let through (fail open) with a warning
+    in the log, since Redis is not on the job path and a launch must not fail for it.
+    """
 
     scope = "job_launch"
 
@@ -22,7 +30,11 @@ class JobLaunchThrottle(UserRateThrottle):
     def allow_request(self, request: HttpRequest) -> bool:
         self.rate = settings.JOBS_LAUNCH_RATE
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request)
+        try:
+            return super().allow_request(request)
+        except redis.exceptions.RedisError as exc:
+            logger.warning("JOBS_LAUNCH_RATE not applied: the cache (Redis) is unreachable (%s).", exc)
+            return True
 
 
 def launch_wait(request: HttpRequest) -> int | None:

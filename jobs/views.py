@@ -74,21 +74,26 @@ def job_detail(request, job_id: str):
     """A job's status, live progress, result or error, timings and history."""
     result = _visible_job(request, job_id)
     job = selectors.job_details(result)
-    recorded = hasattr(result, "record")
     return render(request, "jobs/job_detail.html", {
         "job": job,
-        "can_retry": request.user.has_perm("jobs.retry_job") and recorded,
-        "can_cancel": request.user.has_perm("jobs.cancel_job") and job["done_at"] is None and recorded,
+        "can_retry": selectors.may_act_on(request.user, result, "jobs.retry_job"),
+        "can_cancel": selectors.may_act_on(request.user, result, "jobs.cancel_job") and job["done_at"] is None,
+        "who_may_act": selectors.WHO_MAY_ACT,
     })
+
+
+def _job_to_act_on(request, job_id: str, permission: str):
+    result = _visible_job(request, job_id)
+    if not selectors.may_act_on(request.user, result, permission):
+        raise PermissionDenied(selectors.WHO_MAY_ACT)
+    return result
 
 
 @login_required
 @require_POST
 def job_retry(request, job_id: str):
-    """Launch the job again with the same arguments (needs the 'Can retry jobs' permission)."""
-    if not request.user.has_perm("jobs.retry_job"):
-        raise PermissionDenied
-    result = _visible_job(request, job_id)
+    """Launch the job again with the same arguments (your own jobs, or with 'Can retry jobs')."""
+    result = _job_to_act_on(request, job_id, "jobs.retry_job")
     if (wait := launch_wait(request)) is not None:  # a retry is a launch
         messages.error(request, f"Not retried: {too_many(wait)}")
         return redirect("jobs:detail", result.task_id)
@@ -103,10 +108,8 @@ def job_retry(request, job_id: str):
 
 @login_required
 def job_cancel(request, job_id: str):
-    """Confirm, then cancel the job (needs the 'Can cancel jobs' permission)."""
-    if not request.user.has_perm("jobs.cancel_job"):
-        raise PermissionDenied
-    result = _visible_job(request, job_id)
+    """Confirm, then cancel the job (your own jobs, or with 'Can cancel jobs')."""
+    result = _job_to_act_on(request, job_id, "jobs.cancel_job")
     if request.method == "POST":
         try:
             services.job_cancel(result=result, user=request.user)

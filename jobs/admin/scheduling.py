@@ -70,11 +70,11 @@ admin.site.unregister(PeriodicTask)
 class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
     form = PeriodicTaskForm
     change_form_template = "admin/jobs/periodictask_change_form.html"
-    list_display = ["name", "task", "enabled", "schedule_in_words", "next_run", "last_run", "history"]
+    list_display = ["name", "task", "enabled", "schedule_in_words", "next_run", "last_run", "history", "problem"]
     list_filter = ["enabled", "one_off", "task"]
     actions = ["enable_tasks", "disable_tasks", "toggle_tasks", "run_now"]
     fieldsets = (
-        (None, {"fields": ("name", "regtask", "task", "enabled", "description")}),
+        (None, {"fields": ("name", "regtask", "task", "enabled", "problem", "description")}),
         ("Schedule", {
             "fields": ("interval", "crontab", "solar", "clocked", "start_time", "one_off",
                        "schedule_in_words", "upcoming_runs", "last_run", "history"),
@@ -86,11 +86,20 @@ class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
             "classes": ("collapse",),
         }),
     )
-    readonly_fields = ["schedule_in_words", "upcoming_runs", "last_run", "history"]
+    readonly_fields = ["schedule_in_words", "upcoming_runs", "last_run", "history", "problem"]
 
     def get_queryset(self, request):
-        outcomes = TaskResult.objects.filter(periodic_task_name=OuterRef("name")).order_by("-date_created")
-        return super().get_queryset(request).annotate(last_status=Subquery(outcomes.values("status")[:1]))
+        # The last run is the newest of its runs, however it was started (beat, Run now) and
+        # whether or not the task is enabled now (disabling a task clears its last_run_at).
+        runs = TaskResult.objects.filter(periodic_task_name=OuterRef("name")).order_by("-date_created")
+        return super().get_queryset(request).annotate(
+            last_run_created=Subquery(runs.values("date_created")[:1]), last_status=Subquery(runs.values("status")[:1])
+        )
+
+    @admin.display(description="Problem")
+    def problem(self, obj):
+        """Why beat would not send this task (it disables such a row instead of stopping)."""
+        return (checks.periodic_task_problem(obj) or "-") if obj.pk else "-"
 
     @admin.display(description="Schedule")
     def schedule_in_words(self, obj):
@@ -110,10 +119,10 @@ class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
 
     @admin.display(description="Last run")
     def last_run(self, obj):
-        if not obj.pk or not obj.last_run_at:
+        created = getattr(obj, "last_run_created", None)
+        if created is None:
             return "Never"
-        outcome = getattr(obj, "last_status", None)
-        return f"{_local(obj.last_run_at)} ({outcome})" if outcome else _local(obj.last_run_at)
+        return f"{_local(created)} ({obj.last_status})"
 
     @admin.display(description="History")
     def history(self, obj):
@@ -135,7 +144,7 @@ class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
         """The schedule in words and its next five runs, for the form's current choices."""
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        candidate = PeriodicTask(enabled=True, one_off=request.GET.get("one_off") == "true")
+        candidate = PeriodicTask(enabled=request.GET.get("enabled") != "false", one_off=request.GET.get("one_off") == "true")
         for kind, model in (("interval", beat_admin.IntervalSchedule), ("crontab", CrontabSchedule),
                             ("solar", beat_admin.SolarSchedule), ("clocked", beat_admin.ClockedSchedule)):
             if request.GET.get(kind, "").isdigit():

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import connection
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from . import checks
+
 logger = logging.getLogger(__name__)
 
 
@@ -52,8 +54,12 @@ class SingleBeatScheduler(DatabaseScheduler):
             if self.lock.acquire(blocking=False):
                 logger.info("beat: took the scheduling lock; scheduling.")
                 self.holds_lock, self.standing_by = True, False
-                # The previous holder may have sent tasks since this process read the table.
+                # The previous holder may have sent tasks since this process read the table: read it
+                # again, and drop Celery's heap too. On an initial read django-celery-beat keeps the
+                # heap, whose entries still carry the last_run_at this beat knew when it lost the
+                # lock, so a run the other beat has just sent would be sent again.
                 self._initial_read = True
+                self._heap = None
                 return True
         except redis.exceptions.RedisError as exc:
             # Without the lock no beat can know it is the only one: send nothing until Redis is back.
@@ -64,6 +70,20 @@ class SingleBeatScheduler(DatabaseScheduler):
             logger.warning("beat: another beat holds the scheduling lock; standing by.")
             self.standing_by = True
         return False
+
+    def enabled_models(self):
+        """The enabled periodic tasks beat can send; one that no longer passes the checks (written
+        around them: raw SQL, a migration, a job whose signature changed) is disabled, with the
+        reason in the log and in the admin's list, and never stops the others."""
+        sendable = []
+        for model in super().enabled_models():
+            problem = checks.periodic_task_problem(model)
+            if problem:
+                logger.error("beat: disabled periodic task %r, which cannot be sent: %s", model.name, problem)
+                type(model)._default_manager.filter(pk=model.pk).update(enabled=False)
+            else:
+                sendable.append(model)
+        return sendable
 
     def reserve(self, entry):
         """Advance the entry and write the run to the database before its message is sent."""

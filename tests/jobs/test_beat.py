@@ -1,13 +1,17 @@
 """Beat on the real broker, with a real worker: admin-made schedules run, and only once."""
 import time
 from itertools import pairwise
+from unittest import mock
 
+import redis
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import TransactionTestCase, tag
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
+from jobs.scheduling.beat import SingleBeatScheduler, lock_name
 from jobs.testing.processes import Beat, Worker, wait_for
 
 
@@ -68,3 +72,74 @@ class BeatTests(TransactionTestCase):
         before = self.runs(task).count()
         wait_for(lambda: standby.active, timeout=settings.BEAT_LOCK_TIMEOUT + 10, message="the standby to take over")
         wait_for(lambda: self.runs(task).count() >= before + 3, timeout=15, message="runs from the new beat")
+
+
+class SchedulerLockTests(TransactionTestCase):
+    """Two schedulers in this process, sending into a list: what beat does around its lock."""
+
+    def setUp(self):
+        self.sent = []
+        self.enterContext(mock.patch.object(SingleBeatScheduler, "apply_async", autospec=True,
+                                            side_effect=lambda scheduler, entry, **kwargs: self.sent.append(
+                                                (time.monotonic(), id(scheduler), entry.name))))
+        every_second = IntervalSchedule.objects.create(every=1, period="seconds")
+        PeriodicTask.objects.create(name="every second", task="testapp.add", args="[1, 1]", interval=every_second)
+
+    def scheduler(self) -> SingleBeatScheduler:
+        scheduler = SingleBeatScheduler(app=current_app)
+        self.addCleanup(scheduler.close)
+        return scheduler
+
+    def run_until(self, scheduler, sends: int, timeout: float = 5):
+        deadline = time.monotonic() + timeout
+        while len([s for s in self.sent if s[2] == "every second"]) < sends and time.monotonic() < deadline:
+            scheduler.tick()
+            time.sleep(0.02)
+
+    def runs(self):
+        return [moment for moment, _, name in self.sent if name == "every second"]
+
+    def test_a_beat_that_regains_its_lock_does_not_resend_what_the_other_one_sent(self):
+        first, second = self.scheduler(), self.scheduler()
+        self.run_until(first, 1)
+        # The lock is gone (it expired while `first` was stalled, or Redis failed over): `second`
+        # takes over and sends a run; then `first` takes the lock back.
+        first.lock.local.token, stalled_token = None, first.lock.local.token
+        redis.Redis.from_url(settings.REDIS_URL).delete(lock_name())
+        self.run_until(second, 2)
+        second.lock.release()
+        second.holds_lock = False
+        first.lock.local.token = stalled_token
+        self.run_until(first, 3)
+        runs = self.runs()
+        self.assertEqual(len(runs), 3, self.sent)
+        self.assertGreater(min(later - earlier for earlier, later in pairwise(runs)), 0.5, self.sent)
+
+
+class BadRowTests(TransactionTestCase):
+    """A periodic task that no longer passes the checks is disabled by beat, never stops it."""
+
+    def test_a_row_written_around_the_checks_is_disabled_and_the_others_still_run(self):
+        every_second = IntervalSchedule.objects.create(every=1, period="seconds")
+        good = PeriodicTask.objects.create(name="good", task="testapp.add", args="[1, 1]", interval=every_second)
+        bad = PeriodicTask.objects.create(name="bad", task="testapp.add", args="[1, 1]", interval=every_second)
+        PeriodicTask.objects.filter(pk=bad.pk).update(args='["not json')  # raw SQL, a migration...
+        with self.assertLogs("jobs.scheduling.beat", "ERROR") as logs:
+            scheduler = SingleBeatScheduler(app=current_app)
+            self.addCleanup(scheduler.close)
+            schedule = scheduler.schedule
+        self.assertIn("good", schedule)
+        self.assertNotIn("bad", schedule)
+        self.assertFalse(PeriodicTask.objects.get(pk=bad.pk).enabled)
+        self.assertIn("args: Not valid JSON", logs.output[0])
+        self.assertTrue(PeriodicTask.objects.get(pk=good.pk).enabled)
+
+    def test_a_one_off_that_no_longer_validates_can_still_be_disabled(self):
+        every_second = IntervalSchedule.objects.create(every=1, period="seconds")
+        task = PeriodicTask.objects.create(name="once", task="testapp.add", args="[1, 1]", interval=every_second,
+                                           one_off=True)
+        PeriodicTask.objects.filter(pk=task.pk).update(args='["one", 1]')  # the job's signature changed
+        task.refresh_from_db()
+        task.enabled = False
+        task.save()  # what beat does after a one-off ran
+        self.assertFalse(PeriodicTask.objects.get(pk=task.pk).enabled)

@@ -151,24 +151,35 @@ class RetryIsALaunchTests(TestCase):
 
 
 class PermissionTests(TestCase):
-    """Retry and Cancel need their own permissions, on the pages and in the admin."""
+    """Whoever launched a job may retry and cancel it; anyone else's needs the permissions, on the
+    pages and in the admin."""
 
     def setUp(self):
         self.alice = User.objects.create_user("alice")
         with self.captureOnCommitCallbacks():
             self.record = services.job_launch(name="testapp.add", args=[1, 2], launched_by=self.alice)
 
-    def test_pages_refuse_without_permission(self):
-        self.client.force_login(self.alice)
+    def test_someone_elses_job_needs_the_permissions_and_the_page_says_so(self):
+        viewer = grant(User.objects.create_user("viewer"), "django_celery_results.view_taskresult")
+        self.client.force_login(viewer)
         page = self.client.get(f"/jobs/{self.record.task_id}/")
         self.assertNotContains(page, "Retry</button>")
         self.assertNotContains(page, "Cancel…")
+        self.assertContains(page, "Whoever launched a job may retry or cancel it")
         self.assertEqual(self.client.post(f"/jobs/{self.record.task_id}/retry/").status_code, 403)
         self.assertEqual(self.client.post(f"/jobs/{self.record.task_id}/cancel/").status_code, 403)
         self.assertFalse(JobAction.objects.exists())
 
+    def test_the_owner_may_retry_and_cancel_their_own_job(self):
+        self.client.force_login(self.alice)
+        self._retry_and_cancel()
+
     def test_pages_allow_with_permission(self):
-        self.client.force_login(grant(self.alice, "jobs.retry_job", "jobs.cancel_job"))
+        self.client.force_login(grant(User.objects.create_user("ops"), "jobs.retry_job", "jobs.cancel_job",
+                                      "django_celery_results.view_taskresult"))
+        self._retry_and_cancel()
+
+    def _retry_and_cancel(self):
         page = self.client.get(f"/jobs/{self.record.task_id}/")
         self.assertContains(page, "Retry</button>")
         confirmation = self.client.get(f"/jobs/{self.record.task_id}/cancel/")

@@ -1,11 +1,21 @@
 from celery import current_app as celery_app
 from celery import states
-from django.test import TestCase
+from django.test import TestCase, override_settings
 from django_celery_results.models import TaskResult
 
 from jobs.services import job_launch
 
 TASK_ID = "0b5b1c9e-8f0e-4c36-9d2c-5d7f1d0e8a01"
+
+
+class ReadReplicaRouter:
+    """A primary/replica setup's router: reads from a replica, writes to the primary."""
+
+    def db_for_read(self, model, **hints):
+        return "replica"
+
+    def db_for_write(self, model, **hints):
+        return "default"
 
 
 class UpsertBackendTests(TestCase):
@@ -16,6 +26,12 @@ class UpsertBackendTests(TestCase):
         from jobs.results import DatabaseBackend
 
         self.assertIsInstance(self.backend, DatabaseBackend)
+
+    @override_settings(DATABASE_ROUTERS=[f"{__name__}.ReadReplicaRouter"])
+    def test_results_are_written_to_the_routers_write_database(self):
+        """Not to the read database, which is a read-only replica (or, here, not there at all)."""
+        self.backend.store_result(TASK_ID, 8, states.SUCCESS)
+        self.assertEqual(TaskResult.objects.using("default").get(task_id=TASK_ID).status, states.SUCCESS)
 
     def test_each_state_change_updates_one_row_and_keeps_the_start_time(self):
         self.backend.store_result(TASK_ID, {"pid": 1}, states.STARTED)

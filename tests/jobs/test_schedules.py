@@ -127,8 +127,8 @@ class PeriodicTaskCheckTests(TestCase):
     def setUp(self):
         self.every_5s = IntervalSchedule.objects.create(every=5, period="seconds")
 
-    def check(self, task="testapp.add", args="[]", kwargs="{}"):
-        periodic_task_check(PeriodicTask(task=task, args=args, kwargs=kwargs))
+    def check(self, task="testapp.add", args="[]", kwargs="{}", **options):
+        periodic_task_check(PeriodicTask(task=task, args=args, kwargs=kwargs, **options))
 
     def assertRefused(self, field, message, **fields):
         with self.assertRaises(ValidationError) as caught:
@@ -150,6 +150,16 @@ class PeriodicTaskCheckTests(TestCase):
     def test_unknown_tasks_are_refused_but_celerys_own_are_allowed(self):
         self.assertRefused("task", "Unknown job 'jobs.typo'", task="jobs.typo")
         self.check(task="celery.backend_cleanup")
+
+    def test_queues_exchanges_routing_keys_and_priorities_must_exist(self):
+        """A typo'd queue would keep its jobs waiting forever where no worker reads."""
+        for field, message, value in (("queue", "No queue 'defualt' is configured", "defualt"),
+                                      ("exchange", "No exchange 'nowhere' is configured", "nowhere"),
+                                      ("routing_key", "No routing key 'x' is configured", "x"),
+                                      ("priority", "Priorities run from 0 to 9", 200)):
+            with self.subTest(field=field):
+                self.assertRefused(field, message, args="[1, 2]", **{field: value})
+        self.check(args="[1, 2]", queue="long", exchange="default", routing_key="default", priority=9)
 
     def test_saving_from_code_is_checked_too(self):
         """A model-level check: nothing is saved with bad arguments, whoever saves it."""
@@ -239,6 +249,28 @@ class PeriodicTaskAdminTests(TestCase):
         PeriodicTask.objects.filter(pk=task.pk).update(last_run_at=datetime(2026, 1, 1, tzinfo=UTC))
         TaskResult.objects.create(task_id="r1", periodic_task_name=task.name, status="FAILURE")
         self.assertContains(self.client.get("/admin/django_celery_beat/periodictask/"), "(FAILURE)")
+
+    def test_last_run_comes_from_the_runs_even_once_the_task_is_disabled(self):
+        """Disabling a task clears its last_run_at; a Run now never sets it. The runs tell."""
+        self.client.post(ADD, self.form())
+        task = PeriodicTask.objects.get(task="testapp.add", interval=self.every_5s)
+        TaskResult.objects.create(task_id="r1", periodic_task_name=task.name, status="SUCCESS")
+        task.enabled = False
+        task.save()
+        self.assertIsNone(PeriodicTask.objects.get(pk=task.pk).last_run_at)
+        page = self.client.get(f"/admin/django_celery_beat/periodictask/{task.pk}/change/")
+        self.assertContains(page, "(SUCCESS)")
+        self.assertNotContains(page, "Never")
+
+    def test_a_disabled_task_previews_no_runs_and_a_bad_row_shows_its_problem(self):
+        body = self.client.get("/admin/django_celery_beat/periodictask/preview/",
+                               {"interval": self.every_5s.pk, "enabled": "false"}).json()
+        self.assertEqual(body["next_runs"], [])
+        self.client.post(ADD, self.form())
+        task = PeriodicTask.objects.get(task="testapp.add", interval=self.every_5s)
+        PeriodicTask.objects.filter(pk=task.pk).update(args='["two", 3]', enabled=False)
+        self.assertContains(self.client.get("/admin/django_celery_beat/periodictask/"),
+                            "args: Invalid arguments for testapp.add: x: Input should be a valid integer")
 
     def test_run_now_button_and_action_report_the_new_job(self):
         self.client.post(ADD, self.form())

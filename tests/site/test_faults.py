@@ -15,6 +15,7 @@ import time
 import uuid
 from itertools import pairwise
 
+from celery import current_app
 from django.db import connection
 from django.test import TransactionTestCase, tag
 from django_celery_results.models import TaskResult
@@ -215,3 +216,42 @@ class BeatFaultTests(TransactionTestCase):
         self.assertLessEqual(set(runs.values_list("status", flat=True)), {"SUCCESS", "PENDING", "STARTED"})
         print(f"\nfault: beat SIGKILLed and restarted: {len(times)} runs of a 2 s task, 0 doubled, "
               f"longest gap {max(gaps):.1f} s, sending again {resumed:.1f} s after the kill")
+
+
+REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
+               "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]
+
+
+def redis_up() -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", 6379)) == 0
+
+
+@tag("integration", "faults")
+class RedisDownTests(TransactionTestCase):
+    """Redis holds the cache, the rate limiter's counts and beat's lock, not the job path."""
+
+    def test_with_redis_stopped_jobs_launch_and_pages_and_the_admin_work(self):
+        from django.contrib.auth.models import User
+
+        self.addCleanup(lambda: wait_for(redis_up, timeout=30, message="Redis to start again"))
+        self.addCleanup(lambda: redis_up() or subprocess.run(REDIS_START, check=True, timeout=30))  # runs first
+        subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True, timeout=30)
+        wait_for(lambda: not redis_up(), timeout=30, message="Redis to stop")
+
+        self.client.force_login(User.objects.create_superuser("ops", password="pw"))
+        with self.assertLogs("jobs.throttling", "WARNING") as logs:
+            response = self.client.post("/api/jobs/", {"task": "jobs.add", "args": [1, 2]},
+                                        content_type="application/json")
+        self.assertEqual(response.status_code, 202, response.content)
+        self.assertIn("JOBS_LAUNCH_RATE not applied: the cache (Redis) is unreachable", logs.output[0])
+        for url in (response["Location"], "/jobs/", f"/jobs/{response.json()['id']}/", "/jobs/new/",
+                    "/admin/django_celery_results/taskresult/", "/admin/django_celery_beat/periodictask/"):
+            with self.subTest(url=url):
+                self.assertEqual(self.client.get(url).status_code, 200)
+        with self.assertLogs("jobs.throttling", "WARNING"):
+            page = self.client.post("/jobs/new/", {"job": "jobs.add", "x": "1", "y": "2"})
+        self.assertEqual(page.status_code, 302)
+        current_app.control.purge()  # no worker runs here: leave nothing for the next test's

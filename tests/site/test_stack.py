@@ -1,4 +1,5 @@
 """docker-compose.yml cannot run here (no Docker engine), so its promises are checked as data."""
+import os
 from pathlib import Path
 
 import yaml
@@ -94,3 +95,28 @@ class EnvironmentDocumentationTests(SimpleTestCase):
             with self.subTest(variable=name):
                 self.assertIn(f"{name}=", example)
                 self.assertIn(f"`{name}`", readme)
+
+
+class RunUsesTheEnvironmentTests(SimpleTestCase):
+    def test_make_runs_processes_with_the_exported_environment_over_dot_env(self):
+        """`DATABASE_URL=… make run` runs every process on that database, not on .env's."""
+        import re
+        import subprocess
+        import sys
+        import tempfile
+
+        makefile = (ROOT / "Makefile").read_text()
+        options = re.search(r"honcho start(.*)", makefile).group(1).split()
+        with tempfile.TemporaryDirectory() as directory:
+            (Path(directory) / ".env").write_text("DATABASE_URL=postgres://postgres@127.0.0.1:5432/from_dot_env\n")
+            procfile_path = Path(directory) / "Procfile"
+            procfile_path.write_text(
+                "probe: python -c \"import os; print('DATABASE_URL=' + os.environ.get('DATABASE_URL', ''))\"\n"
+            )
+            result = subprocess.run(
+                [sys.executable, "-m", "honcho", "start", *options, "-f", str(procfile_path), "-d", directory],
+                env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/from_shell"},
+                capture_output=True, text=True, timeout=60,
+            )
+        self.assertIn("DATABASE_URL=postgres://postgres@127.0.0.1:5432/from_shell", result.stdout, result.stderr)

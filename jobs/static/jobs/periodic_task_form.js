@@ -15,13 +15,14 @@
     const date = $("#id_start_time_0").val(), time = $("#id_start_time_1").val();
     if (date) params.set("start_time", date + "T" + (time || "00:00:00"));
     params.set("one_off", $("#id_one_off").is(":checked"));
+    params.set("enabled", $("#id_enabled").is(":checked"));
     fetch(previewUrl + "?" + params)
       .then(response => response.json())
       .then(data => {
         $(".field-schedule_in_words .readonly").text(data.error || data.schedule);
         const runs = $(".field-upcoming_runs .readonly").empty();
         for (const run of data.next_runs) runs.append($("<div>").text(run));
-        if (!data.error && !data.next_runs.length) runs.text("None.");
+        if (!data.error && !data.next_runs.length) runs.text("None (disabled, finished, or no schedule yet).");
       });
   }
 
@@ -33,7 +34,7 @@
 
   $(".field-crontab_translation").hide();
   $("#id_crontab").on("change", crontabInWords);
-  for (const field of ["interval", "crontab", "solar", "clocked", "start_time_0", "start_time_1", "one_off"]) {
+  for (const field of ["interval", "crontab", "solar", "clocked", "start_time_0", "start_time_1", "one_off", "enabled"]) {
     $("#id_" + field).on("change", preview);
   }
 })(django.jQuery);
