@@ -1,6 +1,6 @@
 """The sign-up form."""
 from django import forms
-from django.contrib.auth.forms import BaseUserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 from django.contrib.auth.models import User
 
 
@@ -19,3 +19,29 @@ class SignupForm(BaseUserCreationForm):
 
     def clean_email(self):
         return self.cleaned_data["email"].strip().lower()
+
+
+class SignInForm(AuthenticationForm):
+    """Django's sign-in form, which also says when the password is right but the account still
+    awaits its activation link (Django's says "enter a correct username and password")."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "not_activated": "This account is not active yet: open the activation link we emailed you, then sign in.",
+    }
+
+    def clean(self):
+        try:
+            return super().clean()
+        except forms.ValidationError:
+            username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+            user = User.objects.filter(username=username, is_active=False).first() if username else None
+            if user is not None and not hasattr(user, "activation") and user.check_password(password or ""):
+                raise forms.ValidationError(self.error_messages["not_activated"], code="not_activated") from None
+            raise
+
+
+class ApiTokenForm(forms.Form):
+    """A new API token: only its name is chosen."""
+
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. 'nightly import script'.")

@@ -1,12 +1,15 @@
 """Sign-up and activation pages."""
 from django.contrib import messages
-from django.shortcuts import redirect, render
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from jobs.exceptions import JobQueueUnavailable
 from jobs.throttling import launch_wait, too_many
 
 from . import services
-from .forms import SignupForm
+from .forms import ApiTokenForm, SignupForm
+from .models import ApiToken
 
 
 def signup_view(request):
@@ -36,3 +39,26 @@ def activate_view(request, token: str):
         return redirect("accounts:signup")
     messages.success(request, "Your account is active. Sign in.")
     return redirect("login")
+
+
+@login_required
+def token_list(request):
+    """Your API tokens: create one (shown once, here), see when each was last used, revoke."""
+    form = ApiTokenForm(request.POST or None)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        _, created = services.api_token_create(user=request.user, name=form.cleaned_data["name"])
+        form = ApiTokenForm()
+    return render(request, "accounts/token_list.html", {
+        "form": form, "created": created, "tokens": ApiToken.objects.filter(user=request.user),
+    })
+
+
+@login_required
+@require_POST
+def token_revoke(request, token_id: int):
+    """Delete one of your tokens: requests carrying it are refused from now on."""
+    token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
+    token.delete()
+    messages.success(request, f"Revoked the token {token.prefix}… ({token.name}).")
+    return redirect("accounts:tokens")

@@ -5,8 +5,9 @@ from .models import Contact, ContactImport, ImportRowError
 
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
-    list_display = ["email", "name", "phone", "updated_at"]
-    search_fields = ["email", "name"]
+    list_display = ["email", "name", "phone", "owner", "updated_at"]
+    list_select_related = ["owner"]
+    search_fields = ["email", "name", "owner__username"]
 
 
 class ImportRowErrorInline(admin.TabularInline):

@@ -5,7 +5,7 @@ from django.urls import reverse
 from ninja import File, Router, Schema, UploadedFile
 from pydantic import Field
 
-from jobs.api import ErrorOut, error
+from jobs.api import error, errors
 from jobs.models import JobRecord
 from jobs.throttling import JobLaunchThrottle
 
@@ -22,8 +22,8 @@ class ImportOut(Schema):
     errors: str = Field(description="Where the refused rows can be downloaded once the job is done.")
 
 
-@router.post("/", response={202: ImportOut, 413: ErrorOut, 422: ErrorOut, 429: ErrorOut, 503: ErrorOut},
-             url_name="import_create", throttle=[JobLaunchThrottle()])  # counted before the body is read
+@router.post("/", response={202: ImportOut, **errors(403, 413, 422, 429, 503)}, url_name="import_create",
+             throttle=[JobLaunchThrottle()])  # counted before the body is read
 def import_create(request, response: HttpResponse, file: UploadedFile = File(None)):  # noqa: B008 (ninja's way)
     """Upload a CSV of contacts (columns email, name, phone); a job on the long queue imports it."""
     if refused := upload_refused(request):

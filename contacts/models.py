@@ -3,15 +3,19 @@ from django.db import models
 
 
 class Contact(models.Model):
-    """What the CSV import fills: one row per email address."""
+    """What the CSV import fills: one row per owner and email address. An import only ever writes
+    its uploader's contacts; contacts imported before owners existed have none."""
 
-    email = models.EmailField(unique=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
+                              related_name="contacts")
+    email = models.EmailField()
     name = models.CharField(max_length=200)
     phone = models.CharField(max_length=40, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["email"]
+        constraints = [models.UniqueConstraint(fields=["owner", "email"], name="contacts_contact_owner_email")]
 
     def __str__(self):
         return f"{self.name} <{self.email}>"

@@ -2,7 +2,7 @@
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
-from .models import ContactImport
+from .models import Contact, ContactImport
 
 
 def imports_visible_to(*, user: AbstractBaseUser) -> QuerySet[ContactImport]:
@@ -10,3 +10,10 @@ def imports_visible_to(*, user: AbstractBaseUser) -> QuerySet[ContactImport]:
     if user.has_perm("contacts.view_contactimport"):
         return ContactImport.objects.all()
     return ContactImport.objects.filter(uploaded_by=user)
+
+
+def contacts_visible_to(*, user: AbstractBaseUser) -> QuerySet[Contact]:
+    """Every contact for those with the admin's view permission, else the ones `user` imported."""
+    if user.has_perm("contacts.view_contact"):
+        return Contact.objects.select_related("owner")
+    return Contact.objects.filter(owner=user)

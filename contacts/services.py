@@ -60,7 +60,7 @@ def contact_import_create(*, upload: UploadedFile, user: AbstractBaseUser, origi
     return contact_import
 
 
-def _parse(row: list[str], positions: dict[str, int]) -> Contact:
+def _parse(row: list[str], positions: dict[str, int], owner_id: int | None) -> Contact:
     if len(row) < len(positions):
         raise ValidationError(f"expected at least {len(positions)} columns, got {len(row)}")
     if any("\x00" in cell for cell in row):
@@ -72,7 +72,7 @@ def _parse(row: list[str], positions: dict[str, int]) -> Contact:
         raise ValidationError("the name is empty")
     if len(values["name"]) > 200 or len(values.get("phone", "")) > 40:
         raise ValidationError("the name (200) or phone (40) is too long")
-    return Contact(email=email, name=values["name"], phone=values.get("phone", ""))
+    return Contact(owner_id=owner_id, email=email, name=values["name"], phone=values.get("phone", ""))
 
 
 def contact_import_run(*, import_id: int, report_progress: Callable[[int, int, str], None]) -> dict[str, int]:
@@ -86,7 +86,7 @@ def contact_import_run(*, import_id: int, report_progress: Callable[[int, int, s
     def flush():
         nonlocal imported, invalid
         with transaction.atomic():
-            Contact.objects.bulk_create(contacts.values(), update_conflicts=True, unique_fields=["email"],
+            Contact.objects.bulk_create(contacts.values(), update_conflicts=True, unique_fields=["owner", "email"],
                                         update_fields=["name", "phone", "updated_at"])
             ImportRowError.objects.bulk_create(errors)
         imported, invalid = imported + len(contacts), invalid + len(errors)
@@ -102,7 +102,7 @@ def contact_import_run(*, import_id: int, report_progress: Callable[[int, int, s
             for row in reader:
                 done += 1
                 try:
-                    contact = _parse(row, positions)
+                    contact = _parse(row, positions, contact_import.uploaded_by_id)
                     contacts[contact.email] = contact
                 except ValidationError as exc:
                     errors.append(ImportRowError(contact_import=contact_import, line=reader.line_num,

@@ -1,5 +1,6 @@
 """The import page and the refused rows' download."""
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
@@ -49,3 +50,10 @@ def import_errors(request, import_id: int):
     response = HttpResponse(services.import_errors_csv(contact_import), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="import-{import_id}-errors.csv"'
     return response
+
+
+@login_required
+def contact_list(request):
+    """The contacts your imports wrote (with the view permission: everyone's), 100 a page."""
+    page = Paginator(selectors.contacts_visible_to(user=request.user), 100).get_page(request.GET.get("page"))
+    return render(request, "contacts/contact_list.html", {"page": page})

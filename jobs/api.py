@@ -32,6 +32,7 @@ class SignedInSession:
     openapi_type = "apiKey"
     openapi_in = "cookie"
     openapi_name = "sessionid"
+    csrf = True  # tells /api/docs to send the CSRF token, so a signed-in person can try POSTs there
 
     def __call__(self, request):
         if not request.user.is_authenticated:
@@ -44,6 +45,12 @@ class SignedInSession:
 class ErrorOut(Schema):
     detail: str = Field(description="What went wrong, and what to do about it.")
     errors: list[dict[str, str]] = Field(default=[], description="One entry per problem: field and message.")
+
+
+def errors(*statuses: int) -> dict[int, type[ErrorOut]]:
+    """A route's error answers, for its schema: every route may answer 400 (malformed JSON, a NUL
+    character in the query) and 401, besides those it names."""
+    return dict.fromkeys((400, 401, *statuses), ErrorOut)
 
 
 def error(request: HttpRequest, status: int, detail: str, errors: list[dict[str, str]] = ()) -> HttpResponse:
@@ -172,8 +179,8 @@ def job_out(request: HttpRequest, result) -> dict[str, Any]:
     return {**selectors.job_details(result), "url": url}
 
 
-@router.post("/", response={202: JobOut, 403: ErrorOut, 422: ErrorOut, 429: ErrorOut, 503: ErrorOut},
-             url_name="job_create", throttle=[JobLaunchThrottle()])
+@router.post("/", response={202: JobOut, **errors(403, 413, 422, 429, 503)}, url_name="job_create",
+             throttle=[JobLaunchThrottle()])
 def job_create(request, payload: JobIn, response: HttpResponse):
     """Launch a job from the catalog; it is enqueued once recorded, and runs on a worker."""
     result = services.job_launch(
@@ -185,7 +192,7 @@ def job_create(request, payload: JobIn, response: HttpResponse):
     return 202, body
 
 
-@router.get("/catalog/", response=list[CatalogEntryOut], url_name="job_catalog")
+@router.get("/catalog/", response={200: list[CatalogEntryOut], **errors()}, url_name="job_catalog")
 def job_catalog(request):
     """The jobs you may launch, with the JSON Schema of their arguments."""
     return [
@@ -198,7 +205,7 @@ def job_catalog(request):
     ]
 
 
-@router.get("/", response={200: JobPageOut, 422: ErrorOut}, url_name="job_list")
+@router.get("/", response={200: JobPageOut, **errors(422)}, url_name="job_list")
 def job_list(request, status: str | None = None, task: str | None = None, page: int = 1):
     """Your jobs (staff: everyone's), newest first, 50 a page, filtered by status and job name."""
     try:
@@ -213,7 +220,7 @@ def job_list(request, status: str | None = None, task: str | None = None, page: 
     return {"items": [job_out(request, result) for result in rows], "next": next_url}
 
 
-@router.get("/{job_id}/", response={200: JobOut, 404: ErrorOut}, url_name="job_detail")
+@router.get("/{job_id}/", response={200: JobOut, **errors(404)}, url_name="job_detail")
 def job_detail(request, job_id: str):
     """A job's state, progress, result or error, timings and history. Only your own, unless staff."""
     result = selectors.job_get(job_id=job_id, user=request.user)

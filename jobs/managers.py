@@ -25,6 +25,16 @@ class JobCancelled(Exception):
 class StoredResultManager(TaskResultManager):
     delete_batch_size = 5000
 
+    @property
+    def db(self):
+        """Routed as django-celery-results' own TaskResult (app label django_celery_results), not as
+        this proxy of the jobs app: a router that sends results to a database of their own sends
+        these there too."""
+        return self._db or router.db_for_read(self.model._meta.concrete_model, **self._hints)
+
+    def get_queryset(self):
+        return super().get_queryset().using(self.db)
+
     def store_result(self, content_type, content_encoding, task_id, result, status, traceback=None, meta=None,
                      periodic_task_name=None, task_name=None, task_args=None, task_kwargs=None, worker=None,
                      using=None, **kwargs):
@@ -42,7 +52,7 @@ class StoredResultManager(TaskResultManager):
         if "date_started" in kwargs:  # only with STARTED; later states keep it
             fields["date_started"] = now
         # The router's write database, as django-celery-results' own manager writes (never a replica).
-        connection = connections[using or router.db_for_write(self.model)]
+        connection = connections[using or router.db_for_write(self.model._meta.concrete_model)]
         quote = connection.ops.quote_name
         table = quote(self.model._meta.db_table)
         columns = ["task_id", "date_created", *fields]

@@ -72,4 +72,5 @@ class JobAction(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self):
-        return f"{self.get_kind_display()} of {self.record_id} by {self.actor} at {self.created_at:%Y-%m-%d %H:%M}"
+        return (f"{self.get_kind_display()} of job {self.record.result.task_id} by {self.actor} "
+                f"at {self.created_at:%Y-%m-%d %H:%M}" + (f" ({self.detail})" if self.detail else ""))

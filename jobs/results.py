@@ -17,7 +17,7 @@ class DatabaseBackend(database.DatabaseBackend):
         restart first shows as OperationalError ("server closed the connection unexpectedly").
         """
         if isinstance(exc, OperationalError):
-            connections[router.db_for_write(StoredTaskResult)].close()
+            connections[router.db_for_write(StoredTaskResult._meta.concrete_model)].close()
             return True
         return super().exception_safe_to_retry(exc)
 

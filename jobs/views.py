@@ -1,12 +1,16 @@
 """Pages for the people who launch jobs: their jobs, a form to launch one, a job's live page."""
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from . import selectors, services
+from .api import job_out
 from .catalog import catalog, find_job
 from .exceptions import InvalidArguments, JobLaunchError, JobNotCancellable
 from .forms import arguments_form_class
@@ -56,8 +60,10 @@ def job_new(request):
             form.add_error(None, too_many(wait))
             return render(request, "jobs/job_new.html", {"task": task, "form": form}, status=429)
         try:
+            # As JSON carries them (dates as ISO text), which is what the catalog validates.
+            arguments = json.loads(DjangoJSONEncoder().encode(form.cleaned_data))
             result = services.job_launch(
-                name=task.name, kwargs=form.cleaned_data, launched_by=request.user, origin=JobRecord.Origin.PAGE
+                name=task.name, kwargs=arguments, launched_by=request.user, origin=JobRecord.Origin.PAGE
             )
         except InvalidArguments as exc:
             for error in exc.errors:
@@ -73,9 +79,13 @@ def job_new(request):
 def job_detail(request, job_id: str):
     """A job's status, live progress, result or error, timings and history."""
     result = _visible_job(request, job_id)
-    job = selectors.job_details(result)
+    # Exactly what GET /api/jobs/<id>/ answers, which the page's script keeps showing: the same
+    # timestamps (ISO 8601) and the same JSON before and after it takes over.
+    job = json.loads(DjangoJSONEncoder().encode(job_out(request, result)))
     return render(request, "jobs/job_detail.html", {
         "job": job,
+        "result_json": "" if job["result"] is None else json.dumps(job["result"], indent=2),
+        "arguments_json": json.dumps(job["arguments"]) if job["arguments"] is not None else "",
         "can_retry": selectors.may_act_on(request.user, result, "jobs.retry_job"),
         "can_cancel": selectors.may_act_on(request.user, result, "jobs.cancel_job") and job["done_at"] is None,
         "who_may_act": selectors.WHO_MAY_ACT,

@@ -2,17 +2,32 @@
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.http import JsonResponse
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
 from .api import api
+
+
+def api_not_found(request):
+    """404 for an address under /api/ that no route has, in the API's error shape."""
+    return JsonResponse({"detail": f"No API endpoint at {request.path}. See /api/docs.", "errors": []}, status=404)
+
+
+if apps.is_installed("accounts"):
+    from accounts.forms import SignInForm
+
+    login_view = auth_views.LoginView.as_view(authentication_form=SignInForm)
+else:
+    login_view = auth_views.LoginView.as_view()
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="jobs:list")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    re_path(r"^api/", api_not_found),  # unknown API addresses answer JSON too
     path("jobs/", include("jobs.urls")),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", login_view, name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
 for app, prefix in (("accounts", "accounts/"), ("contacts", "imports/"), ("reports", "reports/")):

@@ -6,6 +6,7 @@ come from the catalog, the configured queues, the periodic-task table and the la
 search is by exact id or job name (both indexed); the page count is exact up to 10,000 rows and
 the planner's estimate beyond.
 """
+from celery import states
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -24,7 +25,7 @@ from .paginator import EstimatingPaginator
 
 class TaskResultAdmin(admin.ModelAdmin):
     list_display = ["task_id", "task_name", "status", "queue", "worker", "periodic_task_name",
-                    "date_created", "date_done", "launched_by"]
+                    "date_created", "done", "launched_by"]
     list_filter = [StatusFilter, JobFilter, QueueFilter, WorkerFilter, PeriodicTaskFilter, "date_created"]
     list_select_related = ["record__launched_by"]
     list_per_page = 100
@@ -37,7 +38,7 @@ class TaskResultAdmin(admin.ModelAdmin):
     change_form_template = "admin/jobs/taskresult_change_form.html"
     fieldsets = (
         (None, {"fields": ("task_id", "task_name", "status", "progress", "outcome", "arguments")}),
-        ("Timings", {"fields": ("date_created", "date_started", "date_done", "durations")}),
+        ("Timings", {"fields": ("date_created", "date_started", "done", "durations")}),
         ("Origin", {"fields": ("launched_by", "origin", "periodic_task_name", "queue", "worker",
                                "attempt", "retry_chain", "audit")}),
         ("Raw", {"fields": ("task_args", "task_kwargs", "result", "traceback", "meta"), "classes": ("collapse",)}),
@@ -63,6 +64,12 @@ class TaskResultAdmin(admin.ModelAdmin):
 
     def has_cancel_permission(self, request):
         return request.user.has_perm("jobs.cancel_job")
+
+    @admin.display(description="done", ordering="date_done")
+    def done(self, obj):
+        """When the job ended; nothing while it is queued or running (the row's date_done is the
+        time of its latest state then, which django-celery-results labels "Completed")."""
+        return obj.date_done if obj.status in states.READY_STATES else None
 
     @admin.display(description="queue")
     def queue(self, obj):
@@ -98,12 +105,18 @@ class TaskResultAdmin(admin.ModelAdmin):
 
     @admin.display(description="queued → started → done")
     def durations(self, obj):
-        parts = []
-        if obj.date_started:
-            parts.append(f"waited {(obj.date_started - obj.date_created).total_seconds():.3f} s")
-            if obj.date_done and obj.status in ("SUCCESS", "FAILURE", "REVOKED"):
-                parts.append(f"ran {(obj.date_done - obj.date_started).total_seconds():.3f} s")
-        return ", ".join(parts) or "-"
+        if not obj.date_started:
+            return "-"
+        record = getattr(obj, "record", None)
+        since_queued = (obj.date_started - obj.date_created).total_seconds()
+        if record and record.attempts > 1:
+            # date_started is the latest attempt's start: the time before it is not all queue wait.
+            parts = [f"attempt {record.attempts} started {since_queued:.3f} s after it was queued"]
+        else:
+            parts = [f"waited {since_queued:.3f} s"]
+        if obj.date_done and obj.status in states.READY_STATES:
+            parts.append(f"ran {(obj.date_done - obj.date_started).total_seconds():.3f} s")
+        return ", ".join(parts)
 
     @admin.display(description="attempt")
     def attempt(self, obj):
@@ -126,7 +139,7 @@ class TaskResultAdmin(admin.ModelAdmin):
     @admin.display(description="retries and cancellations")
     def audit(self, obj):
         record = getattr(obj, "record", None)
-        actions = record.actions.select_related("actor") if record else []
+        actions = record.actions.select_related("actor", "record__result") if record else []
         return format_html_join(format_html("<br>"), "{}", ((str(action),) for action in actions)) or "-"
 
     def _link(self, result):
@@ -153,6 +166,11 @@ class TaskResultAdmin(admin.ModelAdmin):
             self.message_user(request, f"Nothing retried: {too_many(wait)}", messages.ERROR)
             return
         for result in self._recorded(request, queryset):
+            retried_as = result.record.retried_as.select_related("result").first()
+            if retried_as is not None:
+                self.message_user(request, format_html("{} was retried already, as {}: skipped.", result.task_id,
+                                                       self._link(retried_as.result)), messages.WARNING)
+                continue
             try:
                 retried = services.job_retry(result=result, user=request.user)
             except JobLaunchError as exc:

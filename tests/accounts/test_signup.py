@@ -147,3 +147,14 @@ class SignupBrokerDownTests(TransactionTestCase):
                 "email": "ada@example.com", "password1": "a-long-pass-phrase", "password2": "a-long-pass-phrase"})
         self.assertContains(response, "the job queue is unavailable", status_code=503)
         self.assertFalse(User.objects.filter(email="ada@example.com").exists())  # free to sign up again
+
+
+class SignInBeforeActivationTests(TestCase):
+    def test_the_right_password_on_an_unactivated_account_says_to_activate(self):
+        User.objects.create_user("ada@example.com", email="ada@example.com", password="a-long-pass-phrase",
+                                 is_active=False)
+        response = self.client.post("/accounts/login/", {"username": "ada@example.com",
+                                                         "password": "a-long-pass-phrase"})
+        self.assertContains(response, "This account is not active yet: open the activation link")
+        response = self.client.post("/accounts/login/", {"username": "ada@example.com", "password": "wrong"})
+        self.assertContains(response, "Please enter a correct username and password")

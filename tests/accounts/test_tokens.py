@@ -61,3 +61,30 @@ class BearerTokenTests(TestCase):
         User.objects.filter(pk=self.user.pk).update(is_active=False)
         self.assertEqual(self.launch(f"Bearer {self.token}").status_code, 401)
         self.assertFalse(TaskResult.objects.exists())
+
+
+class TokenPageTests(TestCase):
+    """People make, see and revoke their own tokens; a token is shown once."""
+
+    def setUp(self):
+        self.user = User.objects.create_user("alice")
+        self.client.force_login(self.user)
+
+    def test_create_use_and_revoke_a_token(self):
+        page = self.client.post("/accounts/tokens/", {"name": "laptop"})
+        key = page.context["created"]
+        self.assertContains(page, key)
+        self.assertNotContains(self.client.get("/accounts/tokens/"), key)  # never again
+        self.assertEqual(self.client.get("/api/jobs/", HTTP_AUTHORIZATION=f"Bearer {key}").status_code, 200)
+        token = ApiToken.objects.get(user=self.user)
+        other = ApiToken.objects.create(user=User.objects.create_user("bob"), name="b", prefix="x", key_hash="h")
+        self.assertEqual(self.client.post(f"/accounts/tokens/{other.pk}/revoke/").status_code, 404)
+        self.client.post(f"/accounts/tokens/{token.pk}/revoke/")
+        self.assertFalse(ApiToken.objects.filter(user=self.user).exists())
+        self.client.logout()
+        self.assertEqual(self.client.get("/api/jobs/", HTTP_AUTHORIZATION=f"Bearer {key}").status_code, 401)
+
+    def test_the_api_docs_send_the_csrf_token_for_a_signed_in_person(self):
+        page = self.client.get("/api/docs")
+        self.assertContains(page, 'data-api-csrf="true"')
+        self.assertRegex(page.content.decode(), r'data-csrf-token="[^"]+"')

@@ -90,12 +90,12 @@ class ImportTests(TestCase):
         parse = services._parse
         calls = 0
 
-        def parse_until_the_limit(row, positions):
+        def parse_until_the_limit(row, positions, owner_id):
             nonlocal calls
             calls += 1
             if calls == 6:
                 raise SoftTimeLimitExceeded()
-            return parse(row, positions)
+            return parse(row, positions, owner_id)
 
         with mock.patch.object(services, "CHUNK_ROWS", 2), mock.patch.object(services, "_parse", parse_until_the_limit), \
                 self.assertRaises(SoftTimeLimitExceeded):
@@ -163,3 +163,33 @@ class ImportTests(TestCase):
         response = self.client.post("/imports/", {"file": csv_upload("email,name\n" + "a@x.io,A\n" * 200)})
         self.assertContains(response, "larger than 1,000 bytes", status_code=413)
         self.assertFalse(ContactImport.objects.exists())
+
+
+class ContactOwnerTests(TestCase):
+    """Contacts belong to whoever imported them: nobody's upload overwrites another's contact."""
+
+    def setUp(self):
+        media = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, media)
+        self.enterContext(override_settings(MEDIA_ROOT=media))
+
+    def import_as(self, user, text):
+        with self.captureOnCommitCallbacks():
+            contact_import = services.contact_import_create(upload=csv_upload(text), user=user, origin="page")
+        services.contact_import_run(import_id=contact_import.pk, report_progress=mock.Mock())
+
+    def test_the_same_address_imported_by_two_people_is_two_contacts(self):
+        alice, mallory = User.objects.create_user("alice"), User.objects.create_user("mallory")
+        self.import_as(alice, "email,name\nada@x.io,Ada Lovelace\n")
+        self.import_as(mallory, "email,name\nada@x.io,Overwritten\n")
+        self.assertEqual(Contact.objects.get(owner=alice).name, "Ada Lovelace")
+        self.assertEqual(Contact.objects.get(owner=mallory).name, "Overwritten")
+
+        self.client.force_login(alice)
+        page = self.client.get("/imports/contacts/")
+        self.assertContains(page, "Ada Lovelace")
+        self.assertNotContains(page, "Overwritten")
+        self.client.force_login(grant(User.objects.create_user("ops"), "contacts.view_contact"))
+        page = self.client.get("/imports/contacts/")
+        self.assertContains(page, "Ada Lovelace")
+        self.assertContains(page, "Overwritten")

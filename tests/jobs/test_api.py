@@ -89,7 +89,7 @@ class BadLaunchTests(ApiTestCase):
     def test_unknown_task_lists_the_valid_ones(self):
         response = self.launch({"task": "jobs.nope"})
         self.assertRefused(response, 422, "Unknown job 'jobs.nope'. Launchable jobs: ")
-        self.assertIn("testapp.add, testapp.countdown, testapp.say_hello", response.json()["detail"])
+        self.assertIn("testapp.add, testapp.countdown, testapp.remind, testapp.say_hello", response.json()["detail"])
         self.assertNotIn("testapp.purge", response.json()["detail"])  # staff only
         self.assertEqual(response.json()["errors"][0]["field"], "task")
 

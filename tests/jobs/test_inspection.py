@@ -294,3 +294,27 @@ class StaleJobTests(TestCase):
         self.assertEqual(statuses, {"lost": "FAILURE", "lost-progress": "FAILURE", "running": "STARTED", "done": "SUCCESS"})
         self.assertIn("the worker running it was lost", TaskResult.objects.get(task_id="lost").result)
         self.assertEqual(PeriodicTask.objects.get(task="jobs.stale_jobs_fail").interval.every, 5)
+
+
+class ResultsAdminConsistencyTests(TestCase):
+    def setUp(self):
+        self.client.force_login(User.objects.create_superuser("root", password="pw"))
+        self.alice = User.objects.create_user("alice")
+        with self.captureOnCommitCallbacks():
+            self.result = services.job_launch(name="testapp.add", args=[1, 2], launched_by=self.alice)
+
+    def test_a_queued_job_shows_no_done_time(self):
+        changelist = self.client.get("/admin/django_celery_results/taskresult/")
+        self.assertContains(changelist, '<td class="field-done">-</td>', html=True)
+
+    def test_the_audit_trail_names_jobs_by_their_ids_and_bulk_retry_skips_retried_jobs(self):
+        TaskResult.objects.filter(pk=self.result.pk).update(status="FAILURE")
+        action = {"action": "retry_jobs", "_selected_action": [self.result.pk]}
+        with self.captureOnCommitCallbacks():
+            self.client.post("/admin/django_celery_results/taskresult/", action)
+            response = self.client.post("/admin/django_celery_results/taskresult/", action, follow=True)
+        self.assertEqual(JobRecord.objects.filter(retry_of=self.result.record).count(), 1)
+        self.assertContains(response, "was retried already")
+        page = self.client.get(f"/admin/django_celery_results/taskresult/{self.result.pk}/change/")
+        self.assertContains(page, f"Retry of job {self.result.task_id} by root")
+

@@ -98,3 +98,63 @@ class BadListQueryTests(TestCase):
                 response = self.client.get(url)
                 self.assertEqual(response.status_code, 400)
                 self.assertIn(b"NUL characters (%00) are not allowed", response.content)
+
+
+class LaunchFormTests(TestCase):
+    """Every argument type gets the input that fits it, and what it sends validates."""
+
+    def setUp(self):
+        self.client.force_login(User.objects.create_user("alice"))
+
+    def test_inputs_fit_the_types(self):
+        page = self.client.get("/jobs/new/?job=testapp.remind")
+        fields = page.context["form"].fields
+        self.assertContains(page, 'type="url"')
+        self.assertContains(page, 'type="datetime-local"')
+        self.assertContains(page, 'type="date"')
+        self.assertEqual([value for value, _ in fields["level"].choices], ["low", "high"])
+        self.assertContains(page, "<textarea")  # the list, one per line
+        self.assertEqual((fields["repeat"].min_value, fields["repeat"].max_value), (1, 3))
+        self.assertContains(page, 'type="checkbox"')
+
+    def test_the_form_launches_with_json_arguments(self):
+        with self.captureOnCommitCallbacks():
+            response = self.client.post("/jobs/new/", {
+                "job": "testapp.remind", "url": "example.com/report", "at": "2026-12-01T09:30", "day": "2026-12-02",
+                "level": "high", "tags": "a\nb", "repeat": "2", "urgent": "on",
+            })
+        record = JobRecord.objects.get(origin="page")
+        self.assertRedirects(response, f"/jobs/{record.result.task_id}/", fetch_redirect_response=False)
+        self.assertEqual(record.arguments["kwargs"], {
+            "url": "https://example.com/report", "at": "2026-12-01T09:30:00Z", "day": "2026-12-02", "level": "high",
+            "tags": ["a", "b"], "repeat": 2, "urgent": True,
+        })
+
+
+class ConsistencyTests(TestCase):
+    """One way of showing each thing, on every page."""
+
+    def setUp(self):
+        self.alice = User.objects.create_user("alice")
+        self.client.force_login(self.alice)
+        with self.captureOnCommitCallbacks():
+            self.result = services.job_launch(name="testapp.add", args=[1, 2], launched_by=self.alice)
+        TaskResult.objects.filter(pk=self.result.pk).update(status="SUCCESS", result='{"total": 3, "parts": [1, 2]}')
+
+    def test_the_job_page_shows_what_the_api_does(self):
+        page = self.client.get(f"/jobs/{self.result.task_id}/").content.decode()
+        api = self.client.get(f"/api/jobs/{self.result.task_id}/").json()
+        self.assertIn(f"<dd>{api['created_at']}</dd>", page)  # ISO 8601, as the live script writes it
+        self.assertIn('{\n  &quot;total&quot;: 3,\n  &quot;parts&quot;: [\n    1,\n    2\n  ]\n}', page)  # JSON
+        self.assertIn("<code>{&quot;args&quot;: [], &quot;kwargs&quot;: {&quot;x&quot;: 1, &quot;y&quot;: 2}}</code>", page)
+
+    def test_403_and_404_pages_say_why_in_the_sites_pages(self):
+        response = self.client.get("/jobs/6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f10/")
+        self.assertContains(response, "No such job, or not yours.", status_code=404)
+        self.assertContains(response, "Back to the jobs", status_code=404)
+        other = User.objects.create_user("bob")
+        with self.captureOnCommitCallbacks():
+            bobs = services.job_launch(name="testapp.add", args=[1, 2], launched_by=other)
+        self.client.force_login(grant(User.objects.create_user("viewer"), "django_celery_results.view_taskresult"))
+        response = self.client.post(f"/jobs/{bobs.task_id}/retry/")
+        self.assertContains(response, "Whoever launched a job may retry or cancel it", status_code=403)

@@ -18,6 +18,15 @@ class ReadReplicaRouter:
         return "default"
 
 
+class ResultsDatabaseRouter:
+    """Results in a database of their own, by django-celery-results' app label; the rest elsewhere."""
+
+    def db_for_read(self, model, **hints):
+        return "default" if model._meta.app_label == "django_celery_results" else "elsewhere"
+
+    db_for_write = db_for_read
+
+
 class UpsertBackendTests(TestCase):
     def setUp(self):
         self.backend = celery_app.backend
@@ -32,6 +41,13 @@ class UpsertBackendTests(TestCase):
         """Not to the read database, which is a read-only replica (or, here, not there at all)."""
         self.backend.store_result(TASK_ID, 8, states.SUCCESS)
         self.assertEqual(TaskResult.objects.using("default").get(task_id=TASK_ID).status, states.SUCCESS)
+
+    @override_settings(DATABASE_ROUTERS=[f"{__name__}.ResultsDatabaseRouter"])
+    def test_results_are_routed_like_django_celery_results_own_models(self):
+        from jobs.models import StoredTaskResult
+
+        self.backend.store_result(TASK_ID, 8, states.SUCCESS)
+        self.assertEqual(StoredTaskResult.objects.get(task_id=TASK_ID).status, states.SUCCESS)
 
     def test_each_state_change_updates_one_row_and_keeps_the_start_time(self):
         self.backend.store_result(TASK_ID, {"pid": 1}, states.STARTED)

@@ -1,8 +1,9 @@
 """What a user writes to add jobs: one decorated function each, with typed arguments."""
 import time
-from typing import Annotated
+from datetime import date, datetime
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, HttpUrl
 
 from jobs.catalog import job
 
@@ -32,3 +33,10 @@ def countdown(self, seconds: Annotated[int, Field(ge=1, le=600)]) -> str:
 def purge(older_than_days: int = 30) -> int:
     """A job only staff may launch from the web."""
     return older_than_days
+
+
+@job("testapp.remind")
+def remind(url: HttpUrl, at: datetime, day: date, level: Literal["low", "high"], tags: list[str],
+           repeat: Annotated[int, Field(ge=1, le=3)] = 1, urgent: bool = False) -> str:
+    """A job with one argument of each kind the launch form knows."""
+    return f"{level} {url} at {at.isoformat()} on {day.isoformat()} x{repeat} {','.join(tags)} {urgent}"
