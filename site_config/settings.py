@@ -228,7 +228,7 @@ CELERY_TIMEZONE = TIME_ZONE
 # beat takes over within BEAT_LOCK_TIMEOUT seconds of the active one dying.
 CELERY_BEAT_SCHEDULER = "jobs.scheduling.beat:SingleBeatScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = 5
-BEAT_LOCK_TIMEOUT = 15
+BEAT_LOCK_TIMEOUT = env.int("BEAT_LOCK_TIMEOUT", default=15)
 
 # More queues than the default one, each with its own worker (best practices 2 and 3): short
 # email I/O is never stuck behind a 20-minute import. Durable queues and persistent messages

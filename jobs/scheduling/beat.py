@@ -3,14 +3,17 @@
 - One beat schedules at a time. Each beat process takes a lock in Redis that expires unless renewed
   on every tick; a second beat (another container, a deploy overlap) waits and takes over within
   BEAT_LOCK_TIMEOUT seconds of the first one dying.
-- A run is written to the database before its message is sent: a beat killed in between loses that
-  one run instead of sending it again after a restart or takeover; a one-off task never runs twice.
+- A run is claimed in the database before its message is sent, by a conditional update of the
+  task's last_run_at: a beat killed in between loses that one run instead of sending it again
+  after a restart or takeover; a beat that stalled holding a lock it has since lost finds the run
+  claimed by the other one and sends nothing; a one-off task never runs twice.
 """
 import logging
 
 import redis
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from . import checks
@@ -33,6 +36,7 @@ class SingleBeatScheduler(DatabaseScheduler):
         )
         self.holds_lock = False
         self.standing_by = False
+        self.unclaimed = set()  # runs reserved but claimed by another beat first: not to be sent
         super().__init__(*args, **kwargs)
 
     def tick(self, *args, **kwargs):
@@ -86,14 +90,30 @@ class SingleBeatScheduler(DatabaseScheduler):
         return sendable
 
     def reserve(self, entry):
-        """Advance the entry and write the run to the database before its message is sent."""
+        """Advance the entry and claim the run in the database before its message is sent.
+
+        The claim is one conditional UPDATE: the row's last_run_at moves from the time this beat
+        last knew to now. If another beat has moved it since (it sent this run while this one was
+        stalled, holding a lock it had lost), the claim fails and apply_entry sends nothing.
+        """
+        known = entry.last_run_at  # this entry's own view: the model object is shared, and moves on
         new_entry = super().reserve(entry)
         model = new_entry.model
-        type(model)._default_manager.filter(pk=model.pk).update(
-            last_run_at=model.last_run_at, total_run_count=model.total_run_count
-        )
+        claimed = type(model)._default_manager.filter(
+            Q(last_run_at=known) | Q(last_run_at__isnull=True), pk=model.pk
+        ).update(last_run_at=model.last_run_at, total_run_count=model.total_run_count)
         self._dirty.discard(new_entry.name)
+        if not claimed:
+            self.unclaimed.add(entry.name)
         return new_entry
+
+    def apply_entry(self, entry, producer=None):
+        if entry.name in self.unclaimed:
+            self.unclaimed.discard(entry.name)
+            logger.warning("beat: %r was sent by another beat meanwhile; not sending it again.", entry.name)
+            self._initial_read, self._heap = True, None  # this beat's view is stale: read it again
+            return
+        super().apply_entry(entry, producer=producer)
 
     def close(self):
         super().close()

@@ -69,6 +69,15 @@ class CeleryProcess:
                 self.process.kill()
                 self.process.wait()
 
+    def freeze(self):
+        """SIGSTOP: the process stalls (a long GC pause, a stopped VM) without dying."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self):
+        """SIGCONT: a frozen process goes on where it stopped."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     def kill(self):
         """SIGKILL to the process and its children: the machine is gone, as in a crash."""
         os.killpg(self.process.pid, signal.SIGKILL)

@@ -143,3 +143,36 @@ class BadRowTests(TransactionTestCase):
         task.enabled = False
         task.save()  # what beat does after a one-off ran
         self.assertFalse(PeriodicTask.objects.get(pk=task.pk).enabled)
+
+
+@tag("integration")
+class BeatLockProcessTests(TransactionTestCase):
+    """Real beat processes: one frozen past its lock's life, the other frozen in turn, the first
+    thawed. Runs are counted as beat records them when it sends (no worker needed)."""
+
+    def tearDown(self):
+        current_app.control.purge()  # the runs nobody ran
+
+    def test_a_beat_that_loses_and_regains_its_lock_sends_nothing_twice(self):
+        every_second = IntervalSchedule.objects.create(every=1, period="seconds")
+        PeriodicTask.objects.create(name="frozen beats", task="testapp.add", args="[1, 1]", interval=every_second)
+        runs = TaskResult.objects.filter(periodic_task_name="frozen beats")
+        environment = {"BEAT_LOCK_TIMEOUT": "3"}
+        first = Beat(environment).start()
+        self.addCleanup(first.stop)
+        self.addCleanup(first.resume)
+        wait_for(lambda: runs.count() >= 2, timeout=30, message=f"the first beat's runs:\n{first.output()}")
+        first.freeze()
+        second = Beat(environment).start()
+        self.addCleanup(second.stop)
+        self.addCleanup(second.resume)
+        before = runs.count()
+        wait_for(lambda: runs.count() >= before + 2, timeout=30, message=f"the second beat's runs:\n{second.output()}")
+        second.freeze()
+        first.resume()
+        before = runs.count()
+        wait_for(lambda: runs.count() >= before + 3, timeout=30, message=f"the first beat again:\n{first.output()}")
+        moments = list(runs.order_by("date_created").values_list("date_created", flat=True))
+        gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(moments)]
+        self.assertGreater(min(gaps), 0.5, f"{gaps}\nfirst:\n{first.output()}\nsecond:\n{second.output()}")
+        self.assertIn("took the scheduling lock", first.output().rsplit("standing by", 1)[-1])
