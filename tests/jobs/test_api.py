@@ -111,6 +111,12 @@ class BadLaunchTests(ApiTestCase):
         response = self.launch({"task": "testapp.add", "kwargs": {"x": 1, "why": 2}})
         self.assertRefused(response, 422, "y: Field required; why: Extra inputs are not permitted")
 
+    def test_a_nul_character_in_an_argument_is_named_not_a_server_error(self):
+        """PostgreSQL's JSON columns refuse \\u0000: the argument is refused before anything is written."""
+        response = self.launch('{"task": "testapp.say_hello", "args": ["a\\u0000b"]}')
+        self.assertRefused(response, 422, "name: text must not contain NUL characters")
+        self.assertEqual(response.json()["errors"][0]["field"], "name")
+
     def test_malformed_json(self):
         self.assertRefused(self.launch('{"task": "testapp.add",'), 400, "The request body is not valid JSON")
 
