@@ -65,10 +65,6 @@ def jobs_page(*, user: AbstractBaseUser, status: str = "", task: str = "", page:
     return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
 
 
-WHO_MAY_ACT = ("Whoever launched a job may retry or cancel it; on anyone else's, that takes the 'Can retry jobs' "
-               "or 'Can cancel jobs' permission.")
-
-
 def may_act_on(user: AbstractBaseUser, result: TaskResult, permission: str) -> bool:
     """Whether `user` may retry or cancel (`permission`) the job: their own, or anyone's with the
     permission. Only jobs recorded at launch, whose arguments are kept, can be acted on."""

@@ -18,6 +18,10 @@ from .models import JobRecord
 from .throttling import launch_wait, too_many
 
 
+WHO_MAY_ACT = ("Whoever launched a job may retry or cancel it; on anyone else's, that takes the 'Can retry jobs' "
+               "or 'Can cancel jobs' permission.")
+
+
 def _visible_job(request, job_id: str):
     result = selectors.job_get(job_id=job_id, user=request.user)
     if result is None:
@@ -88,14 +92,14 @@ def job_detail(request, job_id: str):
         "arguments_json": json.dumps(job["arguments"]) if job["arguments"] is not None else "",
         "can_retry": selectors.may_act_on(request.user, result, "jobs.retry_job"),
         "can_cancel": selectors.may_act_on(request.user, result, "jobs.cancel_job") and job["done_at"] is None,
-        "who_may_act": selectors.WHO_MAY_ACT,
+        "who_may_act": WHO_MAY_ACT,
     })
 
 
 def _job_to_act_on(request, job_id: str, permission: str):
     result = _visible_job(request, job_id)
     if not selectors.may_act_on(request.user, result, permission):
-        raise PermissionDenied(selectors.WHO_MAY_ACT)
+        raise PermissionDenied(WHO_MAY_ACT)
     return result
 
 
