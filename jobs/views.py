@@ -17,7 +17,6 @@ from .forms import arguments_form_class
 from .models import JobRecord
 from .throttling import launch_wait, too_many
 
-
 WHO_MAY_ACT = ("Whoever launched a job may retry or cancel it; on anyone else's, that takes the 'Can retry jobs' "
                "or 'Can cancel jobs' permission.")
 
