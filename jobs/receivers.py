@@ -2,9 +2,9 @@
 service calls, and decide nothing else."""
 from celery import current_app
 from django.conf import settings
-from kombu import Exchange, Queue
 
 from . import services
+from .queues import dead_letter_queue
 from .results import DatabaseBackend
 from .scheduling import checks
 
@@ -48,8 +48,7 @@ def crontab_saving(sender, instance, **kwargs) -> None:
 def worker_ready(sender, **kwargs) -> None:
     """worker_ready: declare the exchange the job queues dead-letter to, and the queue that keeps
     those messages (for inspection). Declaring is idempotent."""
-    exchange = Exchange(settings.DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
+    queue = dead_letter_queue(name=settings.DEAD_LETTER_QUEUE, exchange=settings.DEAD_LETTER_EXCHANGE,
+                              queue_type=settings.BROKER_QUEUE_TYPE, retention=settings.DEAD_LETTER_RETENTION)
     with sender.app.connection_for_write() as connection:
-        Queue(settings.DEAD_LETTER_QUEUE, exchange, durable=True, queue_arguments=settings.DEAD_LETTER_RETENTION).declare(
-            channel=connection.default_channel
-        )
+        queue.declare(channel=connection.default_channel)

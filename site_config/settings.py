@@ -4,7 +4,8 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
+
+from jobs.queues import job_queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -239,10 +240,14 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # 14 days, at most 100,000 (the oldest go first).
 DEAD_LETTER_RETENTION = {"x-message-ttl": 14 * 24 * 3600 * 1000, "x-max-length": 100_000}
 DEAD_LETTER_EXCHANGE = DEAD_LETTER_QUEUE = "dead-letter"
-CELERY_TASK_QUEUES = tuple(
-    Queue(name, durable=True, queue_arguments={"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE})
-    for name in ("default", "email", "long", "demo")
-)
+# classic: one RabbitMQ node, queues with priorities. quorum: a cluster of nodes (list them all in
+# CELERY_BROKER_URL, separated by ";"), replicated queues, a broker-side delivery limit, no
+# priorities (RabbitMQ 3.x quorum queues have none). Existing queues keep their type: delete them
+# (or start on a fresh vhost) when switching.
+BROKER_QUEUE_TYPE = env.str("BROKER_QUEUE_TYPE", default="classic")
+CELERY_TASK_QUEUES = job_queues(["default", "email", "long", "demo"], queue_type=BROKER_QUEUE_TYPE,
+                                dead_letter_exchange=DEAD_LETTER_EXCHANGE)
+CELERY_TASK_DEFAULT_QUEUE_TYPE = BROKER_QUEUE_TYPE
 CELERY_TASK_ROUTES = {
     "jobs.send_activation_email": {"queue": "email"},
     "jobs.import_contacts": {"queue": "long"},
@@ -252,9 +257,11 @@ CELERY_TASK_ROUTES = {
     "jobs.countdown": {"queue": "demo"},
 }
 CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
-# Priorities 0-9 (9 first) on every queue: RabbitMQ classic queues order by x-max-priority.
-CELERY_TASK_QUEUE_MAX_PRIORITY = 9
-CELERY_TASK_DEFAULT_PRIORITY = 5
+# Priorities 0-9 (9 first) on every classic queue: RabbitMQ classic queues order by x-max-priority.
+# On quorum queues a job's priority is ignored (see BROKER_QUEUE_TYPE).
+if BROKER_QUEUE_TYPE == "classic":
+    CELERY_TASK_QUEUE_MAX_PRIORITY = 9
+    CELERY_TASK_DEFAULT_PRIORITY = 5
 
 # Late acknowledgement: a task is acknowledged after it finishes, so a worker that dies
 # mid-task leaves it on the queue to run again. Right for idempotent tasks, which ours are;
