@@ -15,6 +15,12 @@ def procfile() -> dict[str, str]:
     return dict(line.split(": ", 1) for line in lines if line.strip())
 
 
+def default_broker_url(services) -> str:
+    """The app's broker URL when CELERY_BROKER_URL is not exported: the compose file's own node."""
+    value = services["worker"]["environment"]["CELERY_BROKER_URL"]
+    return value.removeprefix("${CELERY_BROKER_URL:-").removesuffix("}")
+
+
 class ComposeTests(SimpleTestCase):
     @classmethod
     def setUpClass(cls):
@@ -22,10 +28,22 @@ class ComposeTests(SimpleTestCase):
         cls.services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
 
     def test_names_the_whole_stack(self):
-        self.assertEqual(
-            set(self.services),
-            {"postgres", "rabbitmq", "redis", "migrate", *APP_SERVICES},
-        )
+        stack = {name for name, service in self.services.items() if not service.get("profiles")}
+        self.assertEqual(stack, {"postgres", "rabbitmq", "redis", "migrate", *APP_SERVICES})
+
+    def test_the_cluster_profile_runs_three_nodes_and_the_app_can_switch_to_it(self):
+        nodes = {name: service for name, service in self.services.items() if "cluster" in service.get("profiles", ())}
+        self.assertEqual(set(nodes), {"rabbit1", "rabbit2", "rabbit3"})
+        self.assertEqual({service["hostname"] for service in nodes.values()}, set(nodes))
+        config = (ROOT / "docker" / "rabbitmq-cluster.conf").read_text()
+        for name in nodes:
+            self.assertIn(f"rabbit@{name}", config)
+            self.assertIn("./docker/rabbitmq-cluster.conf:/etc/rabbitmq/conf.d/20-cluster.conf:ro",
+                          nodes[name]["volumes"])
+        self.assertEqual([name for name in nodes if nodes[name].get("ports")], ["rabbit1"])  # one management UI
+        environment = self.services["worker"]["environment"]
+        self.assertTrue(environment["CELERY_BROKER_URL"].startswith("${CELERY_BROKER_URL:-amqp://"))
+        self.assertEqual(environment["BROKER_QUEUE_TYPE"], "${BROKER_QUEUE_TYPE:-classic}")
 
     def test_app_processes_run_the_same_commands_as_make_run(self):
         local = procfile()
@@ -67,7 +85,7 @@ class ComposeTests(SimpleTestCase):
     def test_rabbitmq_is_the_broker_with_its_management_ui(self):
         self.assertIn("management", self.services["rabbitmq"]["image"])
         self.assertIn("15672:15672", self.services["rabbitmq"]["ports"])
-        self.assertTrue(self.services["worker"]["environment"]["CELERY_BROKER_URL"].startswith("amqp://"))
+        self.assertTrue(default_broker_url(self.services).startswith("amqp://"))
 
     def test_beat_uses_the_database_scheduler(self):
         self.assertIn("celery -A site_config beat", self.services["beat"]["command"])
@@ -80,7 +98,7 @@ class ComposeTests(SimpleTestCase):
         self.assertIn(":?", rabbitmq["RABBITMQ_DEFAULT_PASS"])
         self.assertNotEqual(rabbitmq["RABBITMQ_DEFAULT_USER"], "guest")
         self.assertEqual(rabbitmq["RABBITMQ_DEFAULT_VHOST"], "jobs")
-        self.assertTrue(self.services["worker"]["environment"]["CELERY_BROKER_URL"].endswith("@rabbitmq:5672/jobs"))
+        self.assertTrue(default_broker_url(self.services).endswith("@rabbitmq:5672/jobs"))
 
 
 class EnvironmentDocumentationTests(SimpleTestCase):
