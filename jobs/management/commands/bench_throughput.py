@@ -4,6 +4,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import ExitStack, closing
 
 from celery import current_app
 from celery.result import ResultSet
@@ -14,6 +15,7 @@ from django_celery_results.models import TaskResult
 
 from jobs.catalog import find_job
 from jobs.exceptions import UnknownJob
+from jobs.testing.cluster import RabbitCluster
 from jobs.testing.databases import database_url, throwaway_database
 from jobs.testing.processes import Worker, wait_for
 
@@ -29,6 +31,10 @@ VARIANTS = {
     # Stock Celery: the stock backend, and a new database connection for every task.
     "PostgreSQL, stock django-db and Celery": {"CELERY_RESULT_BACKEND": "django-db", "DATABASE_CONN_MAX_AGE": "0"},
 }
+# With --cluster: this project on a three-node RabbitMQ cluster with quorum queues (its broker URL
+# is added once the cluster is up).
+CLUSTER = "PostgreSQL (this project), quorum queues on 3 nodes"
+CLUSTER_VARIANT = {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend", "BROKER_QUEUE_TYPE": "quorum"}
 
 
 class Command(BaseCommand):
@@ -41,10 +47,12 @@ class Command(BaseCommand):
         parser.add_argument("--tasks", type=int, default=2000, help="Tasks per measurement.")
         parser.add_argument("--rounds", type=int, default=3, help="Measurements per variant, interleaved.")
         parser.add_argument("--concurrency", type=int, default=2, help="Worker pool processes.")
-        parser.add_argument("--measure", choices=sorted(VARIANTS), help=
+        parser.add_argument("--cluster", action="store_true",
+                            help="Also measure on a three-node RabbitMQ cluster with quorum queues, started here.")
+        parser.add_argument("--measure", choices=sorted([*VARIANTS, CLUSTER]), help=
                             "Internal: measure one variant in this process (set up by the parent).")
 
-    def handle(self, *args, tasks, rounds, concurrency, measure, **options):
+    def handle(self, *args, tasks, rounds, concurrency, measure, cluster, **options):
         if tasks < 1 or rounds < 1 or concurrency < 1:
             raise CommandError("--tasks, --rounds and --concurrency must be at least 1.")
         try:
@@ -55,14 +63,19 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps({"seconds": self.measure(tasks, concurrency)}))
             return
 
-        figures = {name: [] for name in VARIANTS}
-        with throwaway_database("throughput"):  # the same empty tables for every run
-            self.run_rounds(figures, tasks, rounds, concurrency, database_url())
+        variants = dict(VARIANTS)
+        with ExitStack() as stack:
+            if cluster:
+                nodes = stack.enter_context(closing(RabbitCluster().start()))
+                variants[CLUSTER] = {**CLUSTER_VARIANT, "CELERY_BROKER_URL": nodes.url}
+            stack.enter_context(throwaway_database("throughput"))  # the same empty tables for every run
+            figures = {name: [] for name in variants}
+            self.run_rounds(variants, figures, tasks, rounds, concurrency, database_url())
         self.report(figures, tasks, rounds, concurrency)
 
-    def run_rounds(self, figures, tasks, rounds, concurrency, database):
+    def run_rounds(self, variants, figures, tasks, rounds, concurrency, database):
         for round_number in range(1, rounds + 1):
-            for name, environment in VARIANTS.items():
+            for name, environment in variants.items():
                 result = subprocess.run(
                     [sys.executable, "manage.py", "bench_throughput", "--measure", name,
                      "--tasks", str(tasks), "--concurrency", str(concurrency)],
@@ -82,12 +95,12 @@ class Command(BaseCommand):
         )
         medians = {name: statistics.median(rates) for name, rates in figures.items()}
         for name, rates in figures.items():
-            self.stdout.write(f"  {name:<40} {medians[name]:7.0f} tasks/s   (rounds: "
+            self.stdout.write(f"  {name:<52} {medians[name]:7.0f} tasks/s   (rounds: "
                               f"{', '.join(f'{rate:.0f}' for rate in rates)})")
         baseline = medians[RPC]
         self.stdout.write(f"\nRatio to {RPC} (target for {OURS}: at least 0.85)")
-        for name in VARIANTS:
-            self.stdout.write(f"  {name:<40} {medians[name] / baseline:7.2f}")
+        for name in figures:
+            self.stdout.write(f"  {name:<52} {medians[name] / baseline:7.2f}")
 
     def measure(self, tasks: int, concurrency: int) -> float:
         """Seconds from the first publish until every result is stored and seen by the client."""
