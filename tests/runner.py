@@ -7,6 +7,7 @@ a real job). Worker subprocesses inherit it through CELERY_BROKER_URL.
 import os
 import shutil
 import subprocess
+import time
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django.conf import settings
@@ -33,7 +34,20 @@ def recreate_vhost(vhost: str, user: str) -> None:
         return
     subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)  # may not exist
     for command in (["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
-        subprocess.run(["rabbitmqctl", "-q", *command], check=True, capture_output=True, timeout=60)
+        rabbitmqctl(*command)
+
+
+def rabbitmqctl(*arguments: str, tries: int = 5) -> None:
+    """Run rabbitmqctl, again after a pause if the node cannot be reached for a moment (as while
+    other nodes on this machine, such as the cluster tests', start or stop)."""
+    for attempt in range(1, tries + 1):
+        result = subprocess.run(["rabbitmqctl", "-q", *arguments], capture_output=True, text=True, timeout=60)
+        if result.returncode == 0:
+            return
+        if attempt == tries:
+            raise RuntimeError(f"rabbitmqctl {' '.join(arguments)} failed ({result.returncode}): "
+                               f"{result.stderr.strip() or result.stdout.strip()}")
+        time.sleep(2)
 
 
 class TestRunner(DiscoverRunner):
