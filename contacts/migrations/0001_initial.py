@@ -2,7 +2,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from jobs.operations import CreateModelOrTakeOver
+from jobs.migration_operations import CreateModelOrTakeOver
 
 
 class Migration(migrations.Migration):

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import migrations, models
 from django.utils import timezone
 
-from jobs.operations import CreateModelOrTakeOver
+from jobs.migration_operations import CreateModelOrTakeOver
 
 ADD = "add 16 + 16 every 30 seconds"
 FETCH = "fetch a page twice a day"

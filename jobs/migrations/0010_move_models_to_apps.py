@@ -1,5 +1,5 @@
 """The example features' models move to their own apps (accounts, contacts, reports, examples),
-whose first migrations take over these tables with their rows (jobs.operations). Here they only
+whose first migrations take over these tables with their rows (jobs.migration_operations). Here they only
 leave the jobs app's state; the database is not touched."""
 from django.db import migrations, models
 import django.db.models.deletion
