@@ -5,19 +5,14 @@ from django.conf import settings
 
 from . import services
 from .queues import dead_letter_queue
-from .results import DatabaseBackend
 from .scheduling import checks
 
 
 def job_published(sender: str, headers: dict, body, routing_key: str, **kwargs) -> None:
     """before_task_publish: every job beat and code send is recorded PENDING before it can run."""
-    task = current_app.tasks.get(sender)
-    if (
-        headers.get("retries")  # a retry of a recorded job: same id, same row
-        or task is None
-        or task.ignore_result  # no final state would ever replace PENDING
-        or not isinstance(current_app.backend, DatabaseBackend)
-    ):
+    # Not a retry of a recorded job (same id, same row), nor one whose outcome is not stored (its
+    # row would stay PENDING).
+    if headers.get("retries") or not services.job_recorded(current_app.tasks.get(sender)):
         return
     args, kwargs, _ = body
     services.job_record_published(

@@ -1,11 +1,12 @@
 """Writes and side effects of the engine: launching, recording, retrying and cancelling jobs."""
 import json
 import uuid
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
-from celery import current_app, states
+from celery import Task, current_app, states
 from celery.utils.saferepr import saferepr
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
@@ -20,6 +21,7 @@ from . import selectors
 from .catalog import PROGRESS, JobTask, find_job
 from .exceptions import JobNotCancellable, JobQueueUnavailable
 from .models import JobAction, JobRecord
+from .results import DatabaseBackend
 
 
 def job_launch(
@@ -47,79 +49,118 @@ def job_launch(
     options = options or {}
     task_id = str(uuid.uuid4())
     with transaction.atomic():
-        _job_record_create(
-            task_id=task_id, task_name=task.name, args=[], kwargs=arguments,
-            queue=options.get("queue") or _routed_queue(task.name),
-            periodic_task_name=(options.get("headers") or {}).get("periodic_task_name"),
-            launched_by=launched_by, origin=origin, retry_of=retry_of,
-        )
+        _job_records_create([{
+            "task_id": task_id, "task_name": task.name, "args": [], "kwargs": arguments,
+            "queue": options.get("queue") or job_queue(task.name),
+            "periodic_task_name": (options.get("headers") or {}).get("periodic_task_name"),
+            "launched_by": launched_by, "origin": origin, "retry_of": retry_of,
+        }])
         transaction.on_commit(lambda: _publish(task, task_id, arguments, options))
         return selectors.jobs_with_details().get(task_id=task_id)
 
 
-def _routed_queue(task_name: str) -> str:
+def job_queue(task_name: str) -> str:
+    """The queue a job goes to when no queue is given: the one the task routes send it to."""
     return current_app.amqp.router.route({}, task_name)["queue"].name
 
 
-# Every job sent is recorded before it is published, so this runs once per message: one
-# statement (both rows) instead of a transaction of two ORM inserts, which cost a third of the
-# end-to-end throughput in bench_throughput.
-RECORD_JOB_SQL = f"""
-WITH result AS (
-    INSERT INTO {TaskResult._meta.db_table}
+# Every job sent is recorded before it is published: one statement writes both rows of any number
+# of jobs, instead of a transaction of two ORM inserts per job, which cost a third of the
+# end-to-end throughput in bench_throughput; beat records a batch of due runs at once.
+RECORD_JOBS_SQL = """
+WITH job (task_id, task_name, task_args, task_kwargs, periodic_task_name, launched_by_id, origin, arguments,
+          queue, retry_of_id) AS (VALUES {values}),
+result AS (
+    INSERT INTO {results}
         (task_id, task_name, status, task_args, task_kwargs, content_type, content_encoding,
          periodic_task_name, date_created, date_done)
-    VALUES (%s, %s, %s, %s, %s, 'application/json', 'utf-8', %s, %s, %s)
-    RETURNING id
+    SELECT task_id, task_name, %s, task_args, task_kwargs, 'application/json', 'utf-8', periodic_task_name, %s, %s
+    FROM job
+    RETURNING id, task_id
 )
-INSERT INTO {JobRecord._meta.db_table} (result_id, launched_by_id, origin, arguments, queue, retry_of_id, attempts, last_error)
-SELECT id, %s, %s, %s, %s, %s, 1, '' FROM result
+INSERT INTO {records} (result_id, launched_by_id, origin, arguments, queue, retry_of_id, attempts, last_error)
+SELECT result.id, job.launched_by_id::{user_key}, job.origin, job.arguments::jsonb, job.queue,
+       job.retry_of_id::{record_key}, 1, ''
+FROM result JOIN job USING (task_id)
 """
 
 
-def _job_record_create(*, task_id, task_name, args, kwargs, queue, periodic_task_name, launched_by=None,
-                       origin=JobRecord.Origin.CODE, retry_of=None) -> None:
+def _job_records_create(jobs: list[dict[str, Any]]) -> None:
+    """Record PENDING, in one statement, jobs given as dicts of task_id, task_name, args, kwargs,
+    queue, periodic_task_name and optionally launched_by, origin, retry_of."""
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(RECORD_JOB_SQL, [
+    sql = RECORD_JOBS_SQL.format(
+        values=", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(jobs)),
+        results=TaskResult._meta.db_table, records=JobRecord._meta.db_table,
+        user_key=JobRecord._meta.get_field("launched_by").target_field.db_type(connection),
+        record_key=JobRecord._meta.pk.target_field.db_type(connection),
+    )
+    parameters = []
+    for job in jobs:
+        launched_by, retry_of = job.get("launched_by"), job.get("retry_of")
+        parameters += [
             # task_args/kwargs encoded as the worker will store them once it picks the job up
-            task_id, task_name, states.PENDING, json.dumps(saferepr(tuple(args))), json.dumps(saferepr(kwargs)),
-            periodic_task_name, now, now,
-            launched_by.pk if launched_by else None, origin, json.dumps({"args": list(args), "kwargs": kwargs}),
-            queue, retry_of.pk if retry_of else None,
-        ])
+            job["task_id"], job["task_name"], json.dumps(saferepr(tuple(job["args"]))),
+            json.dumps(saferepr(job["kwargs"])), job["periodic_task_name"],
+            launched_by.pk if launched_by else None,
+            job.get("origin") or (JobRecord.Origin.SCHEDULE if job["periodic_task_name"] else JobRecord.Origin.CODE),
+            json.dumps({"args": list(job["args"]), "kwargs": job["kwargs"]}), job["queue"],
+            retry_of.pk if retry_of else None,
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*parameters, states.PENDING, now, now])
 
 
-# The id job_launch is publishing: it recorded that job itself, with more than a message tells.
-_publishing: ContextVar[str | None] = ContextVar("publishing", default=None)
+def job_recorded(task: Task | None) -> bool:
+    """Whether a job sent of `task` gets a PENDING record: one whose outcome the database stores."""
+    return task is not None and not task.ignore_result and isinstance(current_app.backend, DatabaseBackend)
+
+
+# The ids of the jobs being published that were recorded already, with more than a message tells.
+_recorded: ContextVar[frozenset[str]] = ContextVar("recorded", default=frozenset())
+
+
+@contextmanager
+def jobs_recorded(jobs: list[dict[str, Any]]):
+    """Record PENDING the jobs about to be published in the block (see _job_records_create), in
+    one statement; publishing them inside the block records nothing more."""
+    if jobs:
+        _job_records_create(jobs)
+    token = _recorded.set(frozenset(job["task_id"] for job in jobs))
+    try:
+        yield
+    finally:
+        _recorded.reset(token)
+
+
+def job_publish_failed(*, task_id: str, error: Exception) -> None:
+    """Mark FAILURE a recorded job that could not be published: a row left PENDING would claim a
+    job that will never run."""
+    TaskResult.objects.filter(task_id=task_id).update(
+        status=states.FAILURE,
+        result=json.dumps({"exc_type": "JobQueueUnavailable", "exc_message": [str(error)]}),
+        date_done=timezone.now(),
+    )
 
 
 def _publish(task: JobTask, task_id: str, arguments: dict[str, Any], options: dict[str, Any]) -> None:
-    token = _publishing.set(task_id)
+    token = _recorded.set(frozenset([task_id]))
     try:
         task.apply_async(kwargs=arguments, task_id=task_id, **options)
     except OperationalError as exc:
-        # A row left PENDING would claim a job that will never run.
-        TaskResult.objects.filter(task_id=task_id).update(
-            status=states.FAILURE,
-            result=json.dumps({"exc_type": "JobQueueUnavailable", "exc_message": [str(exc)]}),
-            date_done=timezone.now(),
-        )
+        job_publish_failed(task_id=task_id, error=exc)
         raise JobQueueUnavailable(f"The job queue is unavailable ({exc}); job {task_id} was not enqueued.") from exc
     finally:
-        _publishing.reset(token)
+        _recorded.reset(token)
 
 
 def job_record_published(*, task_id: str, task_name: str, args: list, kwargs: dict, queue: str,
                          periodic_task_name: str | None) -> None:
-    """Record PENDING a job that beat or code sent without job_launch, unless job_launch is sending it."""
-    if task_id == _publishing.get():
+    """Record PENDING a job that beat or code sent without recording it first (job_launch does)."""
+    if task_id in _recorded.get():
         return
-    _job_record_create(
-        task_id=task_id, task_name=task_name, args=args, kwargs=kwargs, queue=queue,
-        periodic_task_name=periodic_task_name,
-        origin=JobRecord.Origin.SCHEDULE if periodic_task_name else JobRecord.Origin.CODE,
-    )
+    _job_records_create([{"task_id": task_id, "task_name": task_name, "args": args, "kwargs": kwargs,
+                          "queue": queue, "periodic_task_name": periodic_task_name}])
 
 
 def job_record_retried(*, task_id: str, reason: str) -> None:

@@ -1,24 +1,42 @@
 """The beat scheduler: django-celery-beat's DatabaseScheduler, one at a time, at most once a slot.
 
 - One beat schedules at a time. Each beat process takes a lock in Redis that expires unless renewed
-  on every tick; a second beat (another container, a deploy overlap) waits and takes over within
+  (every second); a second beat (another container, a deploy overlap) waits and takes over within
   BEAT_LOCK_TIMEOUT seconds of the first one dying.
 - A run is claimed in the database before its message is sent, by a conditional update of the
   task's last_run_at: a beat killed in between loses that one run instead of sending it again
   after a restart or takeover; a beat that stalled holding a lock it has since lost finds the run
   claimed by the other one and sends nothing; a one-off task never runs twice.
+- Thousands of tasks: due runs are sent in batches, each claimed in one statement and recorded in
+  one more (see tick).
 """
+import heapq
 import logging
+import time
+import uuid
 
 import redis
+from celery import current_app
+from celery.beat import event_t
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
-from django_celery_beat.schedulers import DatabaseScheduler
+from django_celery_beat.models import PeriodicTask
+from django_celery_beat.schedulers import SCHEDULE_SYNC_MAX_INTERVAL, DatabaseScheduler
 
+from .. import services
 from . import checks
 
 logger = logging.getLogger(__name__)
+
+# What an entry is built from: every column of a periodic task but those beat writes itself, and
+# its schedule's. The name comes first.
+FINGERPRINT = ["name", *(
+    field.attname for field in PeriodicTask._meta.concrete_fields
+    if field.name not in ("id", "name", "last_run_at", "total_run_count")
+), *(
+    f"{kind}__{field.name}" for kind in ("interval", "crontab", "solar", "clocked")
+    for field in PeriodicTask._meta.get_field(kind).related_model._meta.concrete_fields if not field.primary_key
+)]
 
 
 
@@ -29,6 +47,9 @@ def lock_name() -> str:
 
 class SingleBeatScheduler(DatabaseScheduler):
     standby_interval = 1.0  # seconds between a waiting beat's tries for the lock
+    check_interval = 1.0  # seconds between lock renewals and looks for edits, while scheduling
+    batch_window = 0.1  # seconds: runs due this close together are sent together
+    batch_size = 500  # due runs sent per tick at most: a backlog still renews the lock each second
 
     def __init__(self, *args, **kwargs):
         self.lock = redis.Redis.from_url(settings.REDIS_URL).lock(
@@ -36,14 +57,10 @@ class SingleBeatScheduler(DatabaseScheduler):
         )
         self.holds_lock = False
         self.standing_by = False
-        self.unclaimed = set()  # runs reserved but claimed by another beat first: not to be sent
+        self._next_check = 0.0  # time.monotonic() of the next lock renewal and look at the table
+        self._fingerprints = {}  # the rows the entries were built from, by primary key (the name first)
+        self._last_read = 0.0
         super().__init__(*args, **kwargs)
-
-    def tick(self, *args, **kwargs):
-        if not self._keep_lock():
-            return self.standby_interval
-        # Come back in time to renew the lock, however far away the next run is.
-        return min(super().tick(*args, **kwargs), settings.BEAT_LOCK_TIMEOUT / 3)
 
     def _keep_lock(self) -> bool:
         """Renew the lock if held, else try to take it; True while this beat may schedule."""
@@ -75,12 +92,66 @@ class SingleBeatScheduler(DatabaseScheduler):
             self.standing_by = True
         return False
 
-    def enabled_models(self):
-        """The enabled periodic tasks beat can send; one that no longer passes the checks (written
-        around them: raw SQL, a migration, a job whose signature changed) is disabled, with the
-        reason in the log and in the admin's list, and never stops the others."""
+    def setup_schedule(self):
+        super().setup_schedule()
+        # The entries of the settings (beat_schedule, backend_cleanup) were written to the table as
+        # rows: hold them as rows read from it.
+        self._update_schedule()
+
+    @property
+    def schedule(self):
+        """The entries by name, kept in step with the table. All rows on the first read and on
+        taking the lock over; after an edit (django-celery-beat's change signal), and every five
+        minutes for edits made without it, only the rows that differ from what this beat holds are
+        read and checked again, and their entries queued: with thousands of tasks, re-reading and
+        re-queueing them all would hold every run up for seconds."""
+        now = time.monotonic()
+        if self._initial_read:
+            self._initial_read = False
+            self._schedule, self._fingerprints, self._heap = {}, {}, None
+            self._update_schedule()
+            self._last_read = now
+        elif self.schedule_changed() or now - self._last_read >= SCHEDULE_SYNC_MAX_INTERVAL:
+            self._update_schedule()
+            self._last_read = now
+        return self._schedule
+
+    def _update_schedule(self, heappush=heapq.heappush):
+        """Bring the entries of the rows added, changed or removed since the last read up to date."""
+        rows = {pk: fingerprint for pk, *fingerprint in self.enabled_models_qs().values_list("pk", *FINGERPRINT)}
+        for pk in self._fingerprints.keys() - rows.keys():
+            self._schedule.pop(self._fingerprints.pop(pk)[0], None)
+        changed = [pk for pk, fingerprint in rows.items() if self._fingerprints.get(pk) != fingerprint]
+        for pk in changed:
+            if pk in self._fingerprints:  # renamed, perhaps: its old name goes
+                self._schedule.pop(self._fingerprints.pop(pk)[0], None)
+        models = self.Model.objects.filter(pk__in=changed).select_related("interval", "crontab", "solar", "clocked")
+        for model in self._sendable(models):
+            try:
+                entry = self.Entry(model, app=self.app)
+            except ValueError:
+                continue
+            self._schedule[model.name] = entry
+            self._fingerprints[model.pk] = rows[model.pk]
+            if self._heap is not None:  # else queued when the heap is built
+                heappush(self._heap, self._event(entry))
+        if changed:
+            logger.info("beat: read %d new or changed periodic tasks; %d in all.", len(changed), len(self._schedule))
+
+    def _event(self, entry):
+        """The entry's place in the heap: when it is next due (as Celery's populate_heap)."""
+        try:
+            is_due, next_time_to_run = self.is_due(entry)
+        except Exception:  # noqa: BLE001 - one broken entry must not stop the others (as Celery)
+            is_due, next_time_to_run = self._is_due_failed(entry)
+        return event_t(self._when(entry, 0 if is_due else next_time_to_run) or 0, 5, entry)
+
+    def _sendable(self, models):
+        """The periodic tasks beat can send; one that no longer passes the checks (written around
+        them: raw SQL, a migration, a job whose signature changed) is disabled, with the reason in
+        the log and in the admin's list, and never stops the others."""
         sendable = []
-        for model in super().enabled_models():
+        for model in models:
             problem = checks.periodic_task_problem(model)
             if problem:
                 logger.error("beat: disabled periodic task %r, which cannot be sent: %s", model.name, problem)
@@ -89,31 +160,99 @@ class SingleBeatScheduler(DatabaseScheduler):
                 sendable.append(model)
         return sendable
 
-    def reserve(self, entry):
-        """Advance the entry and claim the run in the database before its message is sent.
+    def tick(self, event_t=event_t, heappop=heapq.heappop, heappush=heapq.heappush):
+        """Send every run that is due, in batches, and return the seconds until the next one.
 
-        The claim is one conditional UPDATE: the row's last_run_at moves from the time this beat
-        last knew to now. If another beat has moved it since (it sent this run while this one was
-        stalled, holding a lock it had lost), the claim fails and apply_entry sends nothing.
+        Celery's tick sends one run per call and, at each, looks for schedule changes (a query)
+        and compares the whole schedule with its copy: with thousands of tasks that costs more than
+        the send. Here the lock is renewed and the table looked at once a second at most, and a
+        batch of due runs is claimed in one statement and recorded in another before each is
+        published.
         """
-        known = entry.last_run_at  # this entry's own view: the model object is shared, and moves on
-        new_entry = super().reserve(entry)
-        model = new_entry.model
-        claimed = type(model)._default_manager.filter(
-            Q(last_run_at=known) | Q(last_run_at__isnull=True), pk=model.pk
-        ).update(last_run_at=model.last_run_at, total_run_count=model.total_run_count)
-        self._dirty.discard(new_entry.name)
-        if not claimed:
-            self.unclaimed.add(entry.name)
-        return new_entry
+        if time.monotonic() >= self._next_check:
+            if not self._keep_lock():
+                return self.standby_interval
+            self._next_check = time.monotonic() + self.check_interval
+            schedule = self.schedule  # reads the table's edits
+            if self._heap is None:
+                self._heap = [self._event(entry) for entry in schedule.values()]
+                heapq.heapify(self._heap)
+        heap, started, due, later = self._heap, time.time(), [], []
+        while heap and heap[0][0] <= started and len(due) < self.batch_size:
+            event = heappop(heap)
+            entry = event[2]
+            if self._schedule.get(entry.name) is not entry:
+                continue  # replaced since it was queued
+            try:
+                is_due, next_time_to_run = self.is_due(entry)
+            except Exception:  # noqa: BLE001 - one broken entry must not stop the others (as Celery)
+                is_due, next_time_to_run = self._is_due_failed(entry)
+            if is_due:
+                due.append((event, entry, next_time_to_run))
+            else:
+                later.append(event_t(self._when(entry, next_time_to_run), event[1], entry))
+        for event in later:
+            heappush(heap, event)
+        if due:
+            self._send(due)
+        # Runs falling due within a batch window of each other go together, a few milliseconds
+        # later each: a statement and a wake-up per batch instead of per run. A backlog goes on at once.
+        wait = max(heap[0][0], started + self.batch_window) - time.time() if heap else self.max_interval
+        return max(0.0, min(wait, self.max_interval, self._next_check - time.monotonic()))
 
-    def apply_entry(self, entry, producer=None):
-        if entry.name in self.unclaimed:
-            self.unclaimed.discard(entry.name)
-            logger.warning("beat: %r was sent by another beat meanwhile; not sending it again.", entry.name)
-            self._initial_read, self._heap = True, None  # this beat's view is stale: read it again
-            return
-        super().apply_entry(entry, producer=producer)
+    def _send(self, due, event_t=event_t, heappush=heapq.heappush):
+        """Claim the due runs, record them PENDING and publish them; queue each entry's next run."""
+        claimed = self._claim([entry for _, entry, _ in due])
+        runs = []
+        for event, entry, next_time_to_run in due:
+            if entry.name not in claimed:
+                # Another beat sent this run while this one stalled holding a lock it had lost:
+                # this beat's view is stale, so it reads the table again.
+                logger.warning("beat: %r was sent by another beat meanwhile; not sending it again.", entry.name)
+                self._initial_read, self._heap, self._next_check = True, None, 0.0
+                continue
+            new_entry = self._schedule[entry.name] = claimed[entry.name]
+            if self._heap is not None:
+                heappush(self._heap, event_t(self._when(new_entry, next_time_to_run), event[1], new_entry))
+            runs.append((entry, str(uuid.uuid4())))
+        task_of = current_app.tasks.get
+        recorded = [
+            {"task_id": task_id, "task_name": entry.task, "args": list(entry.args), "kwargs": entry.kwargs,
+             "queue": entry.options.get("queue") or services.job_queue(entry.task),
+             "periodic_task_name": entry.name}
+            for entry, task_id in runs if services.job_recorded(task_of(entry.task))
+        ]
+        with services.jobs_recorded(recorded):
+            for entry, task_id in runs:
+                logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
+                entry.options = {**entry.options, "task_id": task_id}  # the entry's last use: its next replaces it
+                try:
+                    self.apply_async(entry, producer=self.producer, advance=False)
+                except Exception as exc:  # noqa: BLE001 - logged, recorded, and the others still go
+                    logger.error("beat: could not send %r: %s", entry.name, exc)
+                    services.job_publish_failed(task_id=task_id, error=exc)
+
+    def _claim(self, entries) -> dict:
+        """Advance the entries and claim their runs in the database, in one statement; return the
+        advanced entries of the runs claimed, by name.
+
+        A claim moves the row's last_run_at from the time this beat last knew to now. If another
+        beat has moved it since (it sent this run while this one was stalled, holding a lock it had
+        lost), the claim fails and the run is not sent. A beat killed between claim and send loses
+        those runs rather than sending them twice.
+        """
+        known = {entry.model.pk: entry.last_run_at for entry in entries}  # the model objects move on
+        advanced = {entry.model.pk: next(entry) for entry in entries}
+        table = PeriodicTask._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} AS task SET last_run_at = run.now, total_run_count = task.total_run_count + 1 "
+                f"FROM (VALUES {', '.join(['(%s, %s, %s)'] * len(entries))}) AS run (id, known, now) "
+                "WHERE task.id = run.id AND (task.last_run_at = run.known OR task.last_run_at IS NULL) "
+                "RETURNING task.id",
+                [value for pk, entry in advanced.items() for value in (pk, known[pk], entry.last_run_at)],
+            )
+            return {advanced[pk].name: advanced[pk] for (pk,) in cursor.fetchall()}
 
     def close(self):
         super().close()

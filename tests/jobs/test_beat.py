@@ -1,5 +1,6 @@
 """Beat on the real broker, with a real worker: admin-made schedules run, and only once."""
 import time
+from datetime import timedelta
 from itertools import pairwise
 from unittest import mock
 
@@ -7,7 +8,10 @@ import redis
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import TransactionTestCase, tag
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
@@ -176,3 +180,51 @@ class BeatLockProcessTests(TransactionTestCase):
         gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(moments)]
         self.assertGreater(min(gaps), 0.5, f"{gaps}\nfirst:\n{first.output()}\nsecond:\n{second.output()}")
         self.assertIn("took the scheduling lock", first.output().rsplit("standing by", 1)[-1])
+
+
+class ThousandsOfTasksTests(TransactionTestCase):
+    """What keeps beat on time with thousands of periodic tasks (see bench_beat): runs due together
+    go in one batch, and an edit re-reads only the rows it changed."""
+
+    def setUp(self):
+        self.every_minute = IntervalSchedule.objects.create(every=60, period="seconds")
+        an_hour_ago = timezone.now() - timedelta(hours=1)
+        PeriodicTask.objects.bulk_create(
+            PeriodicTask(name=f"task {n}", task="testapp.add", args=f"[{n}, 1]", interval=self.every_minute,
+                         last_run_at=an_hour_ago)
+            for n in range(50)
+        )
+        self.scheduler = SingleBeatScheduler(app=current_app)
+        self.addCleanup(self.scheduler.close)
+        self.addCleanup(current_app.control.purge)  # the runs nobody ran
+
+    def test_runs_due_together_are_claimed_and_recorded_in_a_constant_number_of_statements(self):
+        self.scheduler.tick()  # reads the table and builds the heap
+        PeriodicTask.objects.filter(name__startswith="task ").update(last_run_at=timezone.now() - timedelta(hours=1))
+        self.scheduler._initial_read, self.scheduler._next_check = True, 0.0  # as after a takeover
+        with CaptureQueriesContext(connection) as queries:
+            self.scheduler.tick()
+        runs = TaskResult.objects.filter(periodic_task_name__startswith="task ")
+        self.assertEqual(runs.filter(status="PENDING").count(), 100, "each task's run, twice: before and now")
+        self.assertEqual(sorted(runs.values_list("record__arguments__args", flat=True))[-2:], [[49, 1], [49, 1]])
+        writes = [query["sql"] for query in queries.captured_queries if not query["sql"].startswith("SELECT")]
+        self.assertEqual(len(writes), 2, writes)  # the claim, and the records
+
+    def test_an_edit_rebuilds_only_the_entries_it_changed(self):
+        schedule = dict(self.scheduler.schedule)
+        edited = PeriodicTask.objects.get(name="task 1")
+        edited.args = "[100, 1]"
+        edited.save()  # as the admin does: django-celery-beat signals the change
+        PeriodicTask.objects.get(name="task 2").delete()
+        renamed = PeriodicTask.objects.get(name="task 3")
+        renamed.name = "task three"
+        renamed.save()
+        with self.assertLogs("jobs.scheduling.beat", "INFO") as logs:
+            now = self.scheduler.schedule
+        self.assertIn("read 2 new or changed periodic tasks", logs.output[0])
+        self.assertEqual(now["task 1"].args, [100, 1])
+        self.assertNotIn("task 2", now)
+        self.assertNotIn("task 3", now)
+        self.assertIn("task three", now)
+        self.assertIs(now["task 4"], schedule["task 4"])  # untouched: the same entry, its state kept
+        self.assertEqual(len(now), len(schedule) - 1)
