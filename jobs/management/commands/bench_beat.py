@@ -178,7 +178,7 @@ class Command(BaseCommand):
                 continue
             # An interval falls due `every` seconds after its last run was sent; first as filled.
             due = start + timedelta(seconds=every * int(name.removeprefix(PREFIX)) / intervals)
-            stop = changes["disabled"].get(name, end - timedelta(seconds=1))
+            stop = changes["disabled"].get(name, end)
             for sent in times:
                 if sent >= stop:
                     break
@@ -187,7 +187,7 @@ class Command(BaseCommand):
                     continue
                 late.append((sent - due).total_seconds())
                 due = sent + timedelta(seconds=every)
-            if due < stop:
+            if due < stop - timedelta(seconds=1):  # due a second before the end, and still not sent
                 missed += 1
                 late.append((stop - due).total_seconds())
         disabled_sent = sum(1 for name, at in changes["disabled"].items()

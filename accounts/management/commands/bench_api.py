@@ -1,0 +1,162 @@
+"""Launching through the API under load, beside reading from it: the web server as deployed."""
+import http.client
+import json
+import os
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from celery import current_app
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.services import api_token_create
+from jobs.catalog import find_job
+from jobs.exceptions import UnknownJob
+from jobs.testing.broker import throwaway_vhost
+from jobs.testing.databases import database_url, throwaway_database
+from jobs.testing.processes import wait_for
+
+JOB = "jobs.add"  # the examples app's add(x, y)
+LAUNCH = ("POST", "/api/jobs/", json.dumps({"task": JOB, "kwargs": {"x": 1, "y": 2}}), 202)
+READ = ("GET", "/api/jobs/catalog/", None, 200)
+
+
+def procfile_web() -> str:
+    """The Procfile's web command: what `make run` and compose run."""
+    for line in (settings.BASE_DIR / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            return line.removeprefix("web:").strip()
+    raise CommandError("The Procfile has no web process.")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Command(BaseCommand):
+    help = (
+        "Start the web server as the Procfile runs it (or --web), then measure POST /api/jobs/ "
+        f"({JOB}: validated, recorded, published with confirms) beside GET /api/jobs/catalog/ from the "
+        "same concurrent clients holding a token, in one run: requests/s, p50 and p99."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--clients", type=int, default=50, help="Concurrent clients (keep-alive connections).")
+        parser.add_argument("--seconds", type=float, default=15, help="Length of each measurement.")
+        parser.add_argument("--rounds", type=int, default=2, help="Measurements of each, interleaved.")
+        parser.add_argument("--web", action="append", help=(
+            "A web server command to measure instead of the Procfile's (repeatable, to compare), with "
+            "{port} for its port, e.g. 'gunicorn site_config.wsgi --bind 127.0.0.1:{port} --workers 2'."))
+
+    def handle(self, *args, clients, seconds, rounds, web, **options):
+        if clients < 1 or seconds <= 0 or rounds < 1:
+            raise CommandError("--clients and --rounds must be at least 1, --seconds above 0.")
+        try:
+            find_job(JOB)
+        except UnknownJob as exc:
+            raise CommandError(f"The benchmark launches {JOB} (the examples app): install that app. {exc}") from exc
+        commands = web or [procfile_web().replace("0.0.0.0:8000", "127.0.0.1:{port}")]
+        with throwaway_database("api"), throwaway_vhost(current_app.conf.broker_url, "bench_api") as broker:
+            user = User.objects.create_user("bench")
+            _, key = api_token_create(user=user, name="bench")
+            for command in commands:
+                self.stdout.write(f"\n{command}")
+                self.measure(command, broker, key, clients, seconds, rounds)
+
+    def measure(self, command, broker, key, clients, seconds, rounds):
+        port = free_port()
+        environment = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": broker,
+                       "JOBS_LAUNCH_RATE": "1000000/s",
+                       # the Procfile's commands come from the virtualenv, as under `make run`
+                       "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+        log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read on failure
+        server = subprocess.Popen(shlex.split(command.format(port=port)), cwd=settings.BASE_DIR, env=environment,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: self.request(port, key, READ) is not None, timeout=30, interval=0.2,
+                     message="the web server")
+            for kind in (LAUNCH, READ):
+                self.load(port, key, kind, 4, 1)  # warm up every worker process
+            figures = {}
+            for label, count in ((f"{clients} clients", clients), ("1 client", 1)):
+                for _ in range(rounds):
+                    for name, kind in (("launch", LAUNCH), ("read", READ)):
+                        figures.setdefault((label, name), []).append(self.load(port, key, kind, count, seconds))
+            self.report(figures)
+        except BaseException:
+            log.seek(0)
+            self.stderr.write(log.read()[-3000:])
+            raise
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    def request(self, port, key, kind, connection=None):
+        """One request on `connection` (a new one if None); its seconds, or None if it failed."""
+        method, path, body, expected = kind
+        connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        started = time.perf_counter()
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        except OSError:
+            return None
+        if response.status != expected:
+            raise CommandError(f"{method} {path} answered {response.status}, not {expected}.")
+        return time.perf_counter() - started
+
+    def load(self, port, key, kind, clients, seconds):
+        """`clients` threads, each on its own keep-alive connection, for `seconds`: latencies."""
+        latencies, deadline = [], time.perf_counter() + seconds
+        errors = []
+
+        def client():
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            mine = []
+            try:
+                while time.perf_counter() < deadline:
+                    took = self.request(port, key, kind, connection)
+                    if took is None:
+                        connection.close()
+                        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                        continue
+                    mine.append(took)
+            except CommandError as exc:
+                errors.append(exc)
+            latencies.extend(mine)
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return len(latencies) / (time.perf_counter() - started), latencies
+
+    def report(self, figures):
+        for label in dict.fromkeys(label for label, _ in figures):
+            results = {}
+            for name in ("launch", "read"):
+                runs = figures[(label, name)]
+                latencies = sorted(latency for _, run in runs for latency in run)
+                results[name] = (statistics.median(rate for rate, _ in runs),
+                                 latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)])
+                rate, p50, p99 = results[name]
+                self.stdout.write(f"  {label:<11} {name:<7} {rate:7.0f} requests/s   p50 {p50 * 1000:6.1f} ms   "
+                                  f"p99 {p99 * 1000:6.1f} ms   (rounds: {', '.join(f'{r:.0f}' for r, _ in runs)})")
+            launch, read = results["launch"], results["read"]
+            self.stdout.write(f"  {label:<11} launches/s to reads/s {launch[0] / read[0]:.2f} (target at least 0.5); "
+                              f"launch p99 to read p99 {launch[2] / read[2]:.2f} (target at most 2)")
