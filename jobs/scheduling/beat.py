@@ -119,11 +119,9 @@ class SingleBeatScheduler(DatabaseScheduler):
     def _update_schedule(self, heappush=heapq.heappush):
         """Bring the entries of the rows added, changed or removed since the last read up to date."""
         rows = {pk: fingerprint for pk, *fingerprint in self.enabled_models_qs().values_list("pk", *FINGERPRINT)}
-        for pk in self._fingerprints.keys() - rows.keys():
-            self._schedule.pop(self._fingerprints.pop(pk)[0], None)
         changed = [pk for pk, fingerprint in rows.items() if self._fingerprints.get(pk) != fingerprint]
-        for pk in changed:
-            if pk in self._fingerprints:  # renamed, perhaps: its old name goes
+        for pk in [*(self._fingerprints.keys() - rows.keys()), *changed]:  # removed, or to be built again
+            if pk in self._fingerprints:  # under its old name, which a rename leaves behind
                 self._schedule.pop(self._fingerprints.pop(pk)[0], None)
         models = self.Model.objects.filter(pk__in=changed).select_related("interval", "crontab", "solar", "clocked")
         for model in self._sendable(models):
@@ -138,12 +136,17 @@ class SingleBeatScheduler(DatabaseScheduler):
         if changed:
             logger.info("beat: read %d new or changed periodic tasks; %d in all.", len(changed), len(self._schedule))
 
+    def _is_due(self, entry):
+        """(is it due, seconds until it is); an entry that cannot tell is logged and asked again
+        later (as Celery): one broken entry must not stop the others."""
+        try:
+            return self.is_due(entry)
+        except Exception:  # noqa: BLE001
+            return self._is_due_failed(entry)
+
     def _event(self, entry):
         """The entry's place in the heap: when it is next due (as Celery's populate_heap)."""
-        try:
-            is_due, next_time_to_run = self.is_due(entry)
-        except Exception:  # noqa: BLE001 - one broken entry must not stop the others (as Celery)
-            is_due, next_time_to_run = self._is_due_failed(entry)
+        is_due, next_time_to_run = self._is_due(entry)
         return event_t(self._when(entry, 0 if is_due else next_time_to_run) or 0, 5, entry)
 
     def _sendable(self, models):
@@ -183,10 +186,7 @@ class SingleBeatScheduler(DatabaseScheduler):
             entry = event[2]
             if self._schedule.get(entry.name) is not entry:
                 continue  # replaced since it was queued
-            try:
-                is_due, next_time_to_run = self.is_due(entry)
-            except Exception:  # noqa: BLE001 - one broken entry must not stop the others (as Celery)
-                is_due, next_time_to_run = self._is_due_failed(entry)
+            is_due, next_time_to_run = self._is_due(entry)
             if is_due:
                 due.append((event, entry, next_time_to_run))
             else:

@@ -15,6 +15,13 @@ from django.conf import settings
 from .databases import database_url
 
 
+def free_port() -> int:
+    """A TCP port nothing on this machine listens on now, for a server a test or benchmark starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
     """Poll `predicate` until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout

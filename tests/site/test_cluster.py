@@ -4,7 +4,6 @@ SUCCESS with its effect once; a launch during the failover is accepted or answer
 FAILURE); nothing is left stuck."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,16 +20,11 @@ from accounts.services import api_token_create
 from examples.models import Probe
 from jobs.testing.cluster import RabbitCluster, rabbitmqctl
 from jobs.testing.databases import database_url
-from jobs.testing.processes import Worker, wait_for
+from jobs.testing.processes import Worker, free_port, wait_for
 from tests.local_http import LocalServer
 
 JOBS = 40
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @tag("integration", "faults", "cluster")

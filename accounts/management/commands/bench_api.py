@@ -3,7 +3,6 @@ import http.client
 import json
 import os
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from jobs.catalog import find_job
 from jobs.exceptions import UnknownJob
 from jobs.testing.broker import throwaway_vhost
 from jobs.testing.databases import database_url, throwaway_database
-from jobs.testing.processes import wait_for
+from jobs.testing.processes import free_port, wait_for
 
 JOB = "jobs.add"  # the examples app's add(x, y)
 LAUNCH = ("POST", "/api/jobs/", json.dumps({"task": JOB, "kwargs": {"x": 1, "y": 2}}), 202)
@@ -35,11 +34,6 @@ def procfile_web() -> str:
             return line.removeprefix("web:").strip()
     raise CommandError("The Procfile has no web process.")
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Command(BaseCommand):
