@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.urls import reverse
 from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled
@@ -99,6 +100,11 @@ def install_error_handlers(api: NinjaAPI) -> None:
     def too_large(request, exc):
         return error(request, 413, f"Request body too large: the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
                      "bytes (DJANGO_MAX_REQUEST_BYTES). Pass large data by reference, not as job arguments.")
+
+    @api.exception_handler(MultiPartParserError)
+    def unreadable_form(request, exc):
+        return error(request, 400, f"The request body is not a multipart form Django can read ({exc}). Send files "
+                     "as multipart/form-data fields, as curl -F 'file=@data.csv' does.")
 
     @api.exception_handler(HttpError)
     def http_error(request, exc):

@@ -122,6 +122,17 @@ class ImportTests(TestCase):
         self.assertEqual(response.status_code, 413)
         self.assertEqual(ContactImport.objects.count(), 2)
 
+    def test_a_multipart_body_that_cannot_be_parsed_gets_the_apis_json_400(self):
+        """Found by the schema fuzzer: a part whose headers never end made Django answer its HTML page."""
+        self.client.force_login(self.user)
+        boundary = "8c7ee9e9738b7b8a554b35987314dda1"
+        body = f"--{boundary}\r\n{'x' * 2000}--{boundary}--\r\n"  # no blank line ends the part's headers
+        response = self.client.generic("POST", "/api/imports/", body.encode(),
+                                       content_type=f"multipart/form-data; boundary={boundary}")
+        self.assertEqual(response.status_code, 400)
+        self.assertIn("not a multipart form Django can read", response.json()["detail"])
+        self.assertFalse(ContactImport.objects.exists())
+
     def test_errors_download_is_for_the_uploader_and_those_with_the_view_permission(self):
         contact_import = self.upload("email,name\nbad,Bad\n")
         services.contact_import_run(import_id=contact_import.pk, report_progress=mock.Mock())
