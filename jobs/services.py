@@ -1,6 +1,5 @@
 """Writes and side effects of the engine: launching, recording, retrying and cancelling jobs."""
 import json
-import uuid
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
@@ -18,7 +17,7 @@ from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
 
 from . import selectors
-from .catalog import PROGRESS, JobTask, find_job
+from .catalog import PROGRESS, JobTask, find_job, new_task_id
 from .exceptions import JobNotCancellable, JobQueueUnavailable
 from .models import JobAction, JobRecord
 from .results import DatabaseBackend
@@ -47,7 +46,7 @@ def job_launch(
     task = find_job(name, user=None if system else launched_by)
     arguments = task.json_arguments(args, kwargs)
     options = options or {}
-    task_id = str(uuid.uuid4())
+    task_id = new_task_id()
     with transaction.atomic():
         _job_records_create([{
             "task_id": task_id, "task_name": task.name, "args": [], "kwargs": arguments,

@@ -13,7 +13,6 @@
 import heapq
 import logging
 import time
-import uuid
 
 import redis
 from celery import current_app
@@ -24,6 +23,7 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import SCHEDULE_SYNC_MAX_INTERVAL, DatabaseScheduler
 
 from .. import services
+from ..catalog import new_task_id
 from . import checks
 
 logger = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class SingleBeatScheduler(DatabaseScheduler):
             new_entry = self._schedule[entry.name] = claimed[entry.name]
             if self._heap is not None:
                 heappush(self._heap, event_t(self._when(new_entry, next_time_to_run), event[1], new_entry))
-            runs.append((entry, str(uuid.uuid4())))
+            runs.append((entry, new_task_id()))
         task_of = current_app.tasks.get
         recorded = [
             {"task_id": task_id, "task_name": entry.task, "args": list(entry.args), "kwargs": entry.kwargs,

@@ -1,5 +1,6 @@
 """A job's life recorded beside TaskResult; retry and cancel with permissions and an audit trail."""
 import json
+import uuid
 from unittest import mock
 
 from celery import current_app as celery_app
@@ -39,6 +40,17 @@ class JobRecordTests(TestCase):
         self.assertEqual(record.record.arguments, {"args": [5, 6], "kwargs": {}})
         scheduled_record = TaskResult.objects.get(task_id=scheduled.id)
         self.assertEqual((scheduled_record.record.origin, scheduled_record.periodic_task_name), ("schedule", "nightly"))
+
+    def test_job_ids_grow_with_time_however_the_job_is_sent(self):
+        """So the results table's task_id index is written at its end (bench_throughput --rows)."""
+        with mock.patch("kombu.messaging.Producer.publish"):
+            ids = [self.launch().task_id, find_job("testapp.add").apply_async(args=[5, 6]).id,
+                   find_job("testapp.add").delay(1, 1).id, self.launch().task_id]
+            chosen = find_job("testapp.add").apply_async(args=[5, 6], task_id="my-own-id").id
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual({uuid.UUID(task_id).version for task_id in ids}, {7})
+        self.assertEqual(chosen, "my-own-id")
+        self.assertTrue(TaskResult.objects.filter(task_id="my-own-id").exists())
 
     def test_each_state_transition_is_stored_on_the_same_row(self):
         record = self.launch()

@@ -6,37 +6,18 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
 from django.test import Client, override_settings
 from django.urls import include, path
 from django.utils import timezone
 from django_celery_results.admin import TaskResultAdmin as StockTaskResultAdmin
 from django_celery_results.models import TaskResult
 
-from jobs.testing.databases import throwaway_database
+from jobs.testing.databases import results_fill, throwaway_database
 
 # The stock django-celery-results admin, mounted beside ours for a side-by-side run.
 stock_site = admin.AdminSite(name="stock")
 stock_site.register(TaskResult, StockTaskResultAdmin)
 urlpatterns = [path("stock/", stock_site.urls), path("", include(settings.ROOT_URLCONF))]
-
-FILL = """
-INSERT INTO django_celery_results_taskresult
-    (task_id, status, content_type, content_encoding, result, meta, task_args, task_kwargs,
-     task_name, worker, periodic_task_name, date_created, date_started, date_done)
-SELECT gen_random_uuid()::text,
-       (ARRAY['SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','FAILURE','REVOKED','RETRY'])[1 + i %% 10],
-       'application/json', 'utf-8', '8', '{"children": []}', '"()"', '"{''x'': 4, ''y'': 4}"',
-       (ARRAY['jobs.add', 'jobs.say_hello', 'jobs.countdown', 'jobs.build_report'])[1 + i %% 4],
-       'celery@worker' || (i %% 4), CASE WHEN i %% 50 = 0 THEN 'weekly job report' END, ts, ts, ts
-FROM (SELECT i, %s - i * interval '1 second' AS ts FROM generate_series(%s, %s) AS i) AS rows
-"""
-FILL_JOBS = """
-INSERT INTO jobs_jobrecord (result_id, launched_by_id, origin, arguments, queue, attempts, last_error)
-SELECT id, %s, 'api', '{"args": [], "kwargs": {"x": 4, "y": 4}}', 'default', 1, ''
-FROM django_celery_results_taskresult WHERE id > %s
-"""
-
 
 class Command(BaseCommand):
     help = (
@@ -64,12 +45,7 @@ class Command(BaseCommand):
         table = {}
         for size in sizes:
             self.stderr.write(f"filling to {size:,} rows…")
-            with connection.cursor() as cursor:
-                before = TaskResult.objects.order_by("-id").values_list("id", flat=True).first() or 0
-                cursor.execute(FILL, [now, filled + 1, size])
-                cursor.execute(FILL_JOBS, [user.pk, before])
-                cursor.execute("VACUUM ANALYZE django_celery_results_taskresult")
-                cursor.execute("VACUUM ANALYZE jobs_jobrecord")
+            results_fill(filled + 1, size, now=now, launched_by=user)
             filled = size
             sample = TaskResult.objects.order_by("id")[size // 2]
             deep_page = size // 100 // 2  # the middle page, at 100 rows a page
