@@ -11,6 +11,7 @@ from celery import current_app
 from celery.result import ResultSet
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -122,8 +123,8 @@ class Command(BaseCommand):
 
     def measure(self, tasks: int, concurrency: int, random_ids: bool) -> float:
         """Seconds from the first publish until every result is stored and seen by the client."""
-        with current_app.connection_for_write() as connection:
-            connection.default_channel.queue_delete(QUEUE)  # leftovers of an interrupted run
+        with current_app.connection_for_write() as broker:
+            broker.default_channel.queue_delete(QUEUE)  # leftovers of an interrupted run
         worker = Worker(concurrency=concurrency, queues=QUEUE).start()
         try:
             self.run_batch(min(200, tasks), random_ids)  # warm up: pool processes, connections, imports
@@ -135,13 +136,25 @@ class Command(BaseCommand):
 
     def run_batch(self, count: int, random_ids: bool) -> None:
         task = find_job(JOB)
-        # This batch's rows come after the table's last row: a range of the primary key, which any
-        # table size and any set of indexes serves cheaply, so the polling does not weigh on it.
         last = TaskResult.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         results = [task.apply_async(kwargs={"x": n, "y": n}, queue=QUEUE, task_id=str(uuid.uuid4()) if random_ids else None)
                    for n in range(count)]
         if current_app.conf.result_backend != RPC:
-            done = TaskResult.objects.filter(pk__gt=last, task_name=task.name, status="SUCCESS")
-            wait_for(lambda: done.count() >= count, timeout=600, interval=0.05, message="results in PostgreSQL")
+            wait_for(lambda: self.succeeded_since(last) >= count, timeout=600, interval=0.05,
+                     message="results in PostgreSQL")
         else:
             ResultSet(results).join(timeout=600)
+
+    def succeeded_since(self, last: int) -> int:
+        """How many rows after id `last` (this batch's) are SUCCESS.
+
+        The batch's rows are read by their primary-key range first (MATERIALIZED), whatever the
+        table's size, indexes and statistics: left to the planner, the same count picked the status
+        and job-name indexes on stale statistics and took 35 ms of PostgreSQL's CPU every 50 ms,
+        which the database variants paid for and rpc:// did not.
+        """
+        sql = (f"WITH batch AS MATERIALIZED (SELECT status FROM {TaskResult._meta.db_table} WHERE id > %s) "
+               "SELECT count(*) FROM batch WHERE status = %s")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [last, "SUCCESS"])
+            return cursor.fetchone()[0]
