@@ -3,9 +3,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench env
+.PHONY: run test bench env flower
 
 run: $(VENV)/installed .env
+	# The operations pages read queue figures from RabbitMQ's management API (a local broker; a remote
+	# one needs the plugin enabled there: RABBITMQ_MANAGEMENT_URL).
+	-command -v rabbitmq-plugins >/dev/null && rabbitmq-plugins --quiet enable rabbitmq_management
 	$(BIN)/python manage.py db_create
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
@@ -16,6 +19,10 @@ run: $(VENV)/installed .env
 test: $(VENV)/installed .env
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py test --noinput
+
+# Optional: Flower at http://localhost:5555, beside `make run` (the admin shows queues and workers).
+flower: $(VENV)/installed .env
+	$(BIN)/celery -A site_config flower --port=5555
 
 bench: $(VENV)/installed .env
 	$(BIN)/python manage.py bench_throughput

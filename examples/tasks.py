@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import Field, HttpUrl
 
 from jobs.catalog import job
+from jobs.workflows import chord, step, workflow
 
 from . import fetch, services
 
@@ -14,6 +15,18 @@ from . import fetch, services
 def add(x: int, y: int) -> int:
     """Add two integers (the seeds' first task)."""
     return x + y
+
+
+@job("jobs.xsum")
+def xsum(numbers: list[int]) -> int:
+    """Add up a list of integers: the body of a chord of jobs.add (Celery's own chord example)."""
+    return sum(numbers)
+
+
+@workflow("jobs.add_then_sum")
+def add_then_sum(pairs: Annotated[int, Field(ge=1, le=10_000)] = 10) -> dict:
+    """A workflow: add `pairs` pairs of numbers side by side, then sum the results (a chord)."""
+    return chord([step("jobs.add", x=n, y=n) for n in range(pairs)], step("jobs.xsum", input="numbers"))
 
 
 @job("jobs.say_hello")

@@ -10,11 +10,19 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self):
-        from celery.signals import before_task_publish, task_retry, worker_ready
+        from celery.signals import (
+            before_task_publish,
+            celeryd_after_setup,
+            task_failure,
+            task_retry,
+            task_success,
+            worker_ready,
+            worker_shutdown,
+        )
         from django.utils.module_loading import autodiscover_modules
         from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-        from . import receivers
+        from . import receivers, workers
 
         # Every installed app's tasks.py, in every process (web too, not only workers): the
         # catalog is complete wherever jobs are launched from, as admin.py is for the admin.
@@ -26,4 +34,9 @@ class JobsConfig(AppConfig):
         # Every job has a record from the moment it is sent, whoever sends it.
         before_task_publish.connect(receivers.job_published)
         task_retry.connect(receivers.job_retried)
+        task_success.connect(receivers.job_succeeded)
+        task_failure.connect(receivers.job_failed)
         worker_ready.connect(receivers.worker_ready)
+        # Workers keep their description in the database and stay off paused queues.
+        celeryd_after_setup.connect(workers.worker_setting_up)
+        worker_shutdown.connect(workers.worker_shutdown)

@@ -10,7 +10,7 @@ import re
 from functools import cached_property
 from typing import Any, get_type_hints
 
-from celery import current_app, shared_task
+from celery import current_app, shared_task, states
 from celery.contrib.django.task import DjangoTask
 from celery.exceptions import Ignore
 from django.db import InterfaceError, OperationalError
@@ -75,14 +75,26 @@ class JobTask(DjangoTask):
         """The first line of the job's docstring."""
         return (self.__doc__ or "").strip().split("\n")[0]
 
-    def validate_arguments(self, args: list | tuple = (), kwargs: dict | None = None) -> BaseModel:
-        """Bind positional and keyword arguments to the declared parameters and validate them.
+    def arguments_model_without(self, name: str) -> type[BaseModel]:
+        """The arguments model without parameter `name` (a workflow step's input, not known yet)."""
+        models = self.__dict__.setdefault("_models_without", {})
+        if name not in models:
+            fields = {key: (field.annotation, field) for key, field in self.arguments_model.model_fields.items()
+                      if key != name}
+            models[name] = create_model(f"{self.name}.arguments", __config__=ConfigDict(extra="forbid", strict=True),
+                                        **fields)
+        return models[name]
+
+    def validate_arguments(self, args: list | tuple = (), kwargs: dict | None = None, unchecked: str = "") -> BaseModel:
+        """Bind positional and keyword arguments to the declared parameters and validate them;
+        all but `unchecked`, a parameter whose value comes later.
 
         Validation follows JSON's rules in strict mode: "4" is not an int, but an ISO string is
         a datetime, exactly as the values arrive from the API and from the broker.
         """
         kwargs = kwargs or {}
-        names = list(self.arguments_model.model_fields)
+        model = self.arguments_model_without(unchecked) if unchecked else self.arguments_model
+        names = list(model.model_fields)
         if len(args) > len(names):
             raise InvalidArguments(self.name, [{
                 "field": "",
@@ -105,16 +117,16 @@ class JobTask(DjangoTask):
                 for name, value in data.items() if NUL.search(json.dumps(value))
             ])
         try:
-            return self.arguments_model.model_validate_json(payload, strict=True)
+            return model.model_validate_json(payload, strict=True)
         except ValidationError as exc:
             raise InvalidArguments(self.name, [
                 {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
                 for error in exc.errors()
             ]) from exc
 
-    def json_arguments(self, args: list | tuple = (), kwargs: dict | None = None) -> dict[str, Any]:
+    def json_arguments(self, args: list | tuple = (), kwargs: dict | None = None, unchecked: str = "") -> dict[str, Any]:
         """Validated arguments as the JSON keyword arguments a message carries."""
-        return self.validate_arguments(args, kwargs).model_dump(mode="json")
+        return self.validate_arguments(args, kwargs, unchecked).model_dump(mode="json")
 
     def apply_async(self, args=None, kwargs=None, task_id=None, *more, **options):
         """Celery's apply_async, the job's id time-ordered (new_task_id) unless one is given."""
@@ -122,9 +134,17 @@ class JobTask(DjangoTask):
 
     def __call__(self, *args, **kwargs):
         arguments = self.validate_arguments(args, kwargs)
-        if getattr(self.request, "job_cancelled", False):
-            # Cancelled while queued, and this worker missed the revoke broadcast: the result
-            # backend found the record REVOKED when it went to mark it STARTED (jobs/results.py).
+        settled = getattr(self.request, "job_settled", None)
+        if settled:
+            # Cancelled while queued, and this worker missed the revoke broadcast, or run already:
+            # the result backend found the record REVOKED or SUCCESS when it went to mark it STARTED
+            # (jobs/results.py).
+            step_id = getattr(self.request, "workflow_step", None)
+            if settled == states.SUCCESS and step_id is not None:
+                # A workflow's step whose worker died after storing its success: pass it on now.
+                from . import services  # services builds on the catalog
+
+                services.workflow_step_succeeded(step_id=step_id, task_id=self.request.id)
             raise Ignore()
         # Fields, not model_dump(): nested models and datetimes reach the function as such.
         return super().__call__(**{name: getattr(arguments, name) for name in arguments.model_fields})
@@ -148,7 +168,8 @@ def job(name: str, restricted: bool = False, **task_options):
     task_options.setdefault("retry_jitter", True)
     task_options.setdefault("max_retries", 5)
     task_options.setdefault("default_retry_delay", 5)  # after a pool process died mid-job
-    return shared_task(name=name, base=JobTask, restricted=restricted, **task_options)
+    task_options.setdefault("base", JobTask)
+    return shared_task(name=name, restricted=restricted, **task_options)
 
 
 def may_launch(user, task: JobTask) -> bool:

@@ -37,6 +37,19 @@ class InvalidArguments(JobLaunchError, ValueError):
         return type(self), (self.job_name, self.errors)
 
 
+class InvalidWorkflow(JobLaunchError, ValueError):
+    """A workflow spec that cannot run as given; `errors` names each wrong step by its path."""
+
+    def __init__(self, errors: list[dict[str, str]]):
+        self.errors = errors
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        super().__init__(f"Invalid workflow: {problems}{more}")
+
+    def __reduce__(self):
+        return type(self), (self.errors,)
+
+
 class JobQueueUnavailable(JobLaunchError, RuntimeError):
     """The broker refused or could not be reached; the job was recorded as failed, not queued."""
 

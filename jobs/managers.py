@@ -18,8 +18,13 @@ from django.utils import timezone
 from django_celery_results.managers import TaskResultManager
 
 
-class JobCancelled(Exception):
-    """The row is REVOKED: a cancelled job's record is final, and its job must not run."""
+class JobSettled(Exception):
+    """The row is REVOKED (a cancelled job's record is final) or SUCCESS and this is a new start (a
+    message delivered again after the job ran): the job must not run. `status` says which."""
+
+    def __init__(self, task_id: str, status: str):
+        self.status = status
+        super().__init__(task_id, status)
 
 
 class StoredResultManager(TaskResultManager):
@@ -40,7 +45,8 @@ class StoredResultManager(TaskResultManager):
                      using=None, **kwargs):
         """Insert or update the task's row with this state, in one statement.
 
-        A REVOKED row is left as it is (a cancelled job stays cancelled), and JobCancelled says so.
+        A REVOKED row is left as it is (a cancelled job stays cancelled), and so is a SUCCESS row that
+        a redelivered message would start again; JobSettled says so.
         """
         now = timezone.now()
         fields = {
@@ -59,12 +65,13 @@ class StoredResultManager(TaskResultManager):
         sql = (
             f"INSERT INTO {table} ({', '.join(map(quote, columns))}) VALUES ({', '.join(['%s'] * len(columns))}) "
             f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(f'{quote(c)} = EXCLUDED.{quote(c)}' for c in fields)} "
-            f"WHERE {table}.status <> %s RETURNING id"
+            f"WHERE {table}.status <> %s AND NOT ({table}.status = %s AND EXCLUDED.status = %s) RETURNING id"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [task_id, now, *fields.values(), states.REVOKED])
+            cursor.execute(sql, [task_id, now, *fields.values(), states.REVOKED, states.SUCCESS, states.STARTED])
             if cursor.fetchone() is None:
-                raise JobCancelled(task_id)
+                cursor.execute(f"SELECT status FROM {table} WHERE task_id = %s", [task_id])
+                raise JobSettled(task_id, cursor.fetchone()[0])
 
     def delete_expired(self, expires: timedelta | float) -> int:
         """Delete results done longer than `expires` ago, a batch at a time; return how many."""

@@ -1,10 +1,8 @@
 """Signal receivers, connected in JobsConfig.ready(): they turn Celery's and Django's events into
 service calls, and decide nothing else."""
 from celery import current_app
-from django.conf import settings
 
-from . import services
-from .queues import dead_letter_queue
+from . import broker, services, workers
 from .scheduling import checks
 
 
@@ -26,6 +24,20 @@ def job_retried(sender, request, reason, **kwargs) -> None:
     services.job_record_retried(task_id=request.id, reason=str(reason))
 
 
+def job_succeeded(sender, **kwargs) -> None:
+    """task_success (on the worker, its result stored): a workflow's step sends what follows it."""
+    step_id = getattr(sender.request, services.WORKFLOW_STEP_HEADER, None)
+    if step_id is not None:
+        services.workflow_step_succeeded(step_id=step_id, task_id=sender.request.id)
+
+
+def job_failed(sender, task_id: str, exception: BaseException, **kwargs) -> None:
+    """task_failure (on the worker, for good): a workflow's step fails its workflow."""
+    step_id = getattr(sender.request, services.WORKFLOW_STEP_HEADER, None)
+    if step_id is not None:
+        services.workflow_step_failed(step_id=step_id, task_id=task_id, error=f"{type(exception).__name__}: {exception}")
+
+
 def periodic_task_saving(sender, instance, **kwargs) -> None:
     """pre_save of a PeriodicTask: the admin's checks, for rows saved from code and fixtures too.
 
@@ -41,9 +53,6 @@ def crontab_saving(sender, instance, **kwargs) -> None:
 
 
 def worker_ready(sender, **kwargs) -> None:
-    """worker_ready: declare the exchange the job queues dead-letter to, and the queue that keeps
-    those messages (for inspection). Declaring is idempotent."""
-    queue = dead_letter_queue(name=settings.DEAD_LETTER_QUEUE, exchange=settings.DEAD_LETTER_EXCHANGE,
-                              queue_type=settings.BROKER_QUEUE_TYPE, retention=settings.DEAD_LETTER_RETENTION)
-    with sender.app.connection_for_write() as connection:
-        queue.declare(channel=connection.default_channel)
+    """worker_ready: declare the dead-letter exchange and queue; start the worker's heartbeat."""
+    broker.dead_letter_queue_declare()
+    workers.worker_ready(sender)

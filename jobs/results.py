@@ -3,7 +3,7 @@ jobs.managers.StoredResultManager (one upsert per state change, batched retentio
 from django.db import OperationalError, connections, router
 from django_celery_results.backends import database
 
-from .managers import JobCancelled
+from .managers import JobSettled
 from .models import StoredTaskResult
 
 
@@ -24,11 +24,12 @@ class DatabaseBackend(database.DatabaseBackend):
     def _store_result(self, task_id, result, status, traceback=None, request=None, using=None):
         try:
             return super()._store_result(task_id, result, status, traceback, request, using)
-        except JobCancelled:
+        except JobSettled as settled:
             # Storing STARTED is the worker's first word on a job: if the job was cancelled while
-            # queued (and this worker missed the revoke), JobTask sees the flag and does not run it.
+            # queued (and this worker missed the revoke), or already succeeded (its message came
+            # again), JobTask sees the flag and does not run it.
             if request is not None:
-                request.job_cancelled = True
+                request.job_settled = settled.status
             return result
 
     TaskModel = StoredTaskResult

@@ -1,19 +1,22 @@
-"""Reads shared by the API, the pages and the admin."""
+"""Reads shared by the API, the pages and the admin, the operations pages' included."""
 import json
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
 
-from celery import states
+from celery import current_app, states
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import Count, OuterRef, QuerySet
-from django.db.models.functions import TruncDate
+from django.db.models import Count, OuterRef, QuerySet, Sum, TextField
+from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from . import broker, stats
 from .catalog import PROGRESS
-from .models import JobRecord
+from .models import AlertIncident, AlertRule, JobRecord, JobStats, JobStatsProgress, Queue, Worker, Workflow, WorkflowStep
 
 # Final and in-between states, as the pages and the API filter on them.
 STATES = [states.PENDING, states.STARTED, PROGRESS, states.RETRY, states.SUCCESS, states.FAILURE, states.REVOKED]
@@ -22,7 +25,7 @@ STATES = [states.PENDING, states.STARTED, PROGRESS, states.RETRY, states.SUCCESS
 def jobs_with_details() -> QuerySet[TaskResult]:
     """Job rows with all job_details() reads, in one query: record, launcher, retry links."""
     retries = JobRecord.objects.filter(retry_of=OuterRef("pk")).order_by("result_id").values("result__task_id")
-    return TaskResult.objects.select_related("record__launched_by", "record__retry_of__result").annotate(
+    return TaskResult.objects.select_related("record__launched_by", "record__retry_of__result", "record__step").annotate(
         retried_as_ids=ArraySubquery(retries)
     )
 
@@ -46,7 +49,8 @@ class InvalidFilter(ValueError):
     """A list filter that cannot match: the message says which and why."""
 
 
-def jobs_page(*, user: AbstractBaseUser, status: str = "", task: str = "", page: int = 1) -> tuple[list[TaskResult], bool]:
+def jobs_page(*, user: AbstractBaseUser, status: str = "", task: str = "", workflow: str = "",
+              page: int = 1) -> tuple[list[TaskResult], bool]:
     """One page of the jobs `user` may see, filtered, and whether another page follows; InvalidFilter
     for an unknown status or a page out of range.
 
@@ -61,6 +65,10 @@ def jobs_page(*, user: AbstractBaseUser, status: str = "", task: str = "", page:
         jobs = jobs.filter(status=status)
     if task:
         jobs = jobs.filter(task_name=task)
+    if workflow:
+        if not _is_uuid(workflow):
+            raise InvalidFilter(f"Unknown workflow {workflow!r}: a workflow's id is a UUID, as its page shows it.")
+        jobs = jobs.filter(record__step__workflow_id=workflow)
     rows = list(jobs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
     return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
 
@@ -72,11 +80,17 @@ def may_act_on(user: AbstractBaseUser, result: TaskResult, permission: str) -> b
     return record is not None and (record.launched_by_id == user.pk or user.has_perm(permission))
 
 
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 def job_get(*, job_id: str, user: AbstractBaseUser) -> TaskResult | None:
     """The job with id `job_id` if `user` may see it, else None (also for ids that are not UUIDs)."""
-    try:
-        uuid.UUID(job_id)
-    except ValueError:
+    if not _is_uuid(job_id):
         return None
     return jobs_visible_to(user=user).filter(task_id=job_id).first()
 
@@ -125,6 +139,7 @@ def job_details(result: TaskResult) -> dict[str, Any]:
         "last_error": record.last_error if record else "",
         "retry_of": record.retry_of.result.task_id if record and record.retry_of else None,
         "retried_as": result.retried_as_ids or [],
+        "workflow": record.step.workflow_id if record and record.step else None,
         "created_at": result.date_created,
         "started_at": result.date_started,
         "done_at": result.date_done if result.status in states.READY_STATES else None,
@@ -145,3 +160,286 @@ def job_counts_by_day(*, days: int) -> dict[str, dict[str, int]]:
     for row in rows:
         counts.setdefault(row["day"].isoformat(), {})[row["status"]] = row["count"]
     return counts
+
+
+def paused_queues() -> set[str]:
+    """The names of the queues paused now."""
+    return set(Queue.objects.filter(paused_at__isnull=False).values_list("name", flat=True))
+
+
+def job_queue_names() -> list[str]:
+    """The queues jobs go to: the configured ones and any an operator has acted on."""
+    configured = [queue.name for queue in current_app.amqp.queues.values()]
+    return sorted(set(configured) | set(Queue.objects.values_list("name", flat=True)))
+
+
+def queues_overview() -> tuple[list[dict[str, Any]], broker.QueueStats | None, str]:
+    """Each job queue with the broker's figures for it (None where the broker cannot say) and its
+    paused state; the dead-letter queue's figures; and the broker's error, or "" when it answered."""
+    try:
+        stats, error = broker.queues_stats(), ""
+    except broker.BrokerUnavailable as exc:
+        stats, error = {}, str(exc)
+    paused = {queue.name: queue for queue in Queue.objects.filter(paused_at__isnull=False).select_related("paused_by")}
+    rows = []
+    for name in job_queue_names():
+        figures = stats.get(name)
+        rows.append({
+            "name": name, "stats": figures, "paused": paused.get(name),
+            # Jobs that nobody will take: waiting on a queue that no worker consumes, unpaused.
+            "stranded": bool(figures and figures.ready and not figures.consumers and name not in paused),
+        })
+    return rows, stats.get(settings.DEAD_LETTER_QUEUE), error
+
+
+UNFINISHED = [states.PENDING, states.STARTED, PROGRESS, states.RETRY]
+# Unfinished jobs are counted exactly up to this many per state, through the status index; past it,
+# the pages say "10000+" (how deep a backlog is, the queues' figures tell).
+COUNT_CAP = 10_000
+
+
+def unfinished_counts() -> dict[str, int]:
+    """Jobs queued or running, by state, each count stopping at COUNT_CAP."""
+    return {state: TaskResult.objects.filter(status=state)[:COUNT_CAP].count() for state in UNFINISHED}
+
+
+def job_counts_now() -> dict[str, int]:
+    """Jobs by state: those not yet finished (see unfinished_counts), and those that finished in the
+    last hour (from the job statistics, plus the results finished since they last counted: a short
+    range of the date_done index)."""
+    counts = dict.fromkeys(STATES, 0)
+    counts.update(unfinished_counts())
+    since = timezone.now() - timedelta(hours=1)
+    counted_to = JobStatsProgress.objects.filter(pk=1).values_list("counted_to", flat=True).first() or since
+    counted = JobStats.objects.filter(period=JobStats.Period.MINUTE, start__gte=since)
+    for status, count in counted.values_list("status").annotate(Sum("count")):
+        counts[status] = counts.get(status, 0) + count
+    recent = TaskResult.objects.filter(date_done__gt=max(counted_to, since), status__in=states.READY_STATES)
+    for status, count in recent.values_list("status").annotate(Count("id")):
+        counts[status] = counts.get(status, 0) + count
+    return counts
+
+
+# The charts: how far back each looks, and the statistics it reads (one row per point and group).
+STATS_RANGES = {
+    "hour": (timedelta(hours=1), JobStats.Period.MINUTE),
+    "day": (timedelta(days=1), JobStats.Period.HOUR),
+    "week": (timedelta(days=7), JobStats.Period.SIX_HOURS),
+    "month": (timedelta(days=30), JobStats.Period.DAY),
+}
+
+
+class _Figures:
+    """Counts by state and wait and run histograms, summed over statistics rows."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+        self.wait: dict[str, int] = {}
+        self.run: dict[str, int] = {}
+
+    def add(self, counts: dict[str, int], wait: dict[str, int], run: dict[str, int]) -> "_Figures":
+        for status, count in counts.items():
+            self.counts[status] = self.counts.get(status, 0) + count
+        stats.histogram_add(self.wait, wait)
+        stats.histogram_add(self.run, run)
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        total = sum(self.counts.values())
+        return {
+            "total": total, "counts": self.counts,
+            "failure_rate": self.counts.get(states.FAILURE, 0) / total if total else None,
+            "wait_p50": stats.percentile(self.wait, 0.5), "wait_p95": stats.percentile(self.wait, 0.95),
+            "run_p50": stats.percentile(self.run, 0.5), "run_p95": stats.percentile(self.run, 0.95),
+        }
+
+
+def _summary(rows) -> dict[str, Any]:
+    figures = _Figures()
+    for row in rows:
+        figures.add({row.status: row.count}, row.wait, row.run)
+    return figures.summary()
+
+
+def job_stats(*, period: str, task_name: str = "", queue: str = "") -> dict[str, Any]:
+    """The charts' figures for the last `period` (hour, day, week, month), for every job or one job
+    or queue: per point, jobs by final state and wait and run p50/p95; and the same per job and per
+    queue over the whole period. Read from JobStats only, each row once."""
+    span, resolution = STATS_RANGES[period]
+    step = JobStats.LENGTH[resolution]
+    points = int(span / step)
+    first = JobStats.period_start(resolution, timezone.now()) - step * (points - 1)
+    rows = JobStats.objects.filter(period=resolution, start__gte=first)
+    if task_name:
+        rows = rows.filter(task_name=task_name)
+    if queue:
+        rows = rows.filter(queue=queue)
+    by_point = [_Figures() for _ in range(points)]
+    by_job: dict[str, _Figures] = {}
+    by_queue: dict[str, _Figures] = {}
+    for start, name, queue_name, status, count, wait, run in rows.values_list(
+            "start", "task_name", "queue", "status", "count", "wait", "run"):
+        counts = {status: count}
+        by_point[min(int((start - first) / step), points - 1)].add(counts, wait, run)
+        by_job.setdefault(name, _Figures()).add(counts, wait, run)
+        by_queue.setdefault(queue_name, _Figures()).add(counts, wait, run)
+    total = _Figures()
+    for figures in by_point:
+        total.add(figures.counts, figures.wait, figures.run)
+    return {
+        "period": period, "starts": [first + step * index for index in range(points)], "step": step,
+        "points": [figures.summary() for figures in by_point], "total": total.summary(),
+        "jobs": {name: figures.summary() for name, figures in sorted(by_job.items())},
+        "queues": {name: figures.summary() for name, figures in sorted(by_queue.items())},
+    }
+
+
+def workers_recent() -> QuerySet[Worker]:
+    """The workers heard from in the last day (the lost and stopped among them); older rows are
+    history nobody acts on."""
+    return Worker.objects.filter(last_heartbeat__gte=timezone.now() - timedelta(days=1))
+
+
+def workers_overview() -> list[Worker]:
+    """The recent workers, busy and idle ones first."""
+    order = {"busy": 0, "idle": 1, "lost": 2, "stopped": 3}
+    return sorted(workers_recent(), key=lambda worker: (order[worker.status], worker.hostname))
+
+
+def dead_letters_peek(*, limit: int = 200) -> tuple[list[broker.DeadLetter], int]:
+    """The first `limit` messages of the dead-letter queue (left in it), and how many it holds."""
+    letters, total = [], 0
+    with broker.broker_channel() as channel:
+        for messages in broker.messages_taken(channel, settings.DEAD_LETTER_QUEUE, batch=limit):
+            letters = [broker.DeadLetter.from_message(message) for message in messages]
+            total = len(messages) + messages[-1].delivery_info["message_count"]
+            break
+    return letters, total
+
+
+# Text searches return at most this many jobs from each place they look (arguments, errors).
+SEARCH_LIMIT = 1000
+_ID_PREFIX = re.compile(r"[0-9a-f]{4}[0-9a-f-]{0,32}")
+
+
+def jobs_search(queryset: QuerySet[TaskResult], term: str) -> QuerySet[TaskResult]:
+    """The jobs of `queryset` matching what an operator pastes, each way through an index: a job id
+    or its first characters; a job name, exactly; otherwise text (3 characters or more, any case)
+    in the job's arguments or, for failed jobs, in its error (trigram indexes: migration 0015)."""
+    if not term:
+        return queryset
+    if _ID_PREFIX.fullmatch(term.lower()):
+        return queryset.filter(task_id__startswith=term.lower())
+    if " " not in term and queryset.filter(task_name=term).exists():
+        return queryset.filter(task_name=term)
+    if len(term) < 3:
+        return queryset.none()
+    in_arguments = JobRecord.objects.annotate(text=Cast("arguments", TextField())).filter(text__icontains=term)
+    in_errors = TaskResult.objects.filter(status=states.FAILURE, result__icontains=term)
+    # Each found through its own index, then joined by id: an OR across the two tables would scan.
+    ids = [*in_arguments.order_by().values_list("pk", flat=True)[:SEARCH_LIMIT],
+           *in_errors.order_by().values_list("pk", flat=True)[:SEARCH_LIMIT]]
+    return queryset.filter(pk__in=ids)
+
+
+# A failure rate over fewer jobs than this says little (1 of 1 is 100%): such windows do not fire.
+ALERT_MIN_JOBS = 5
+
+
+def alert_measure(rule: AlertRule, *, now) -> float | None:
+    """The rule's measure over its last `minutes` of per-minute statistics, or None when too few
+    jobs finished to say."""
+    rows = JobStats.objects.filter(period=JobStats.Period.MINUTE, start__gte=now - timedelta(minutes=rule.minutes))
+    if rule.task_name:
+        rows = rows.filter(task_name=rule.task_name)
+    summary = _summary(list(rows.only("status", "count", "wait", "run")))
+    if rule.measure == AlertRule.Measure.FAILURE_RATE:
+        return summary["failure_rate"] * 100 if summary["total"] >= ALERT_MIN_JOBS else None
+    return summary["wait_p95"]
+
+
+def alerts_firing() -> list[AlertIncident]:
+    """The incidents going on now, for the overview."""
+    return list(AlertIncident.objects.filter(ended_at__isnull=True).select_related("rule"))
+
+
+def workflows_visible_to(*, user: AbstractBaseUser) -> QuerySet[Workflow]:
+    """Newest first: every workflow for those who see every job, else those `user` launched."""
+    flows = Workflow.objects.select_related("launched_by")
+    return flows if sees_every_job(user) else flows.filter(launched_by=user)
+
+
+def workflow_get(*, workflow_id: str, user: AbstractBaseUser) -> Workflow | None:
+    """The workflow with id `workflow_id` if `user` may see it, else None."""
+    if not _is_uuid(workflow_id):
+        return None
+    return workflows_visible_to(user=user).filter(pk=workflow_id).first()
+
+
+def may_act_on_workflow(user: AbstractBaseUser, flow: Workflow, permission: str) -> bool:
+    """Whether `user` may cancel or retry in (`permission`) the workflow: their own, or with the permission."""
+    return flow.launched_by_id == user.pk or user.has_perm(permission)
+
+
+GRAPH_NODES_PER_LAYER = 20  # a chord of 10,000 is drawn as 20 members and a node counting the rest
+
+
+def workflow_graph(flow: Workflow) -> dict[str, Any]:
+    """The workflow's steps in layers (a step one layer after its furthest parent), each step with its
+    job's state; past GRAPH_NODES_PER_LAYER a layer's other steps are counted by state, not drawn."""
+    steps = list(WorkflowStep.objects.filter(workflow=flow).order_by("position")
+                 .values_list("pk", "position", "path", "task_name", "task_id"))
+    edges = list(WorkflowStep.parents.through.objects.filter(from_workflowstep__workflow=flow)
+                 .values_list("from_workflowstep_id", "to_workflowstep_id"))
+    status = dict(TaskResult.objects.filter(task_id__in=WorkflowStep.objects.filter(workflow=flow).values("task_id"))
+                  .values_list("task_id", "status"))
+    parents: dict[int, list[int]] = {}
+    for child, parent in edges:
+        parents.setdefault(child, []).append(parent)
+    layer: dict[int, int] = {}
+    for pk, *_ in steps:  # positions follow the spec, so parents come first
+        layer[pk] = 1 + max((layer[parent] for parent in parents.get(pk, ())), default=-1)
+    layers: list[dict[str, Any]] = [{"nodes": [], "more": {}, "more_parents": set()}
+                                    for _ in range(max(layer.values(), default=-1) + 1)]
+    counts: dict[str, int] = {}
+    drawn = set()
+    for pk, position, path, task_name, task_id in steps:
+        state = status.get(task_id, states.PENDING)
+        counts[state] = counts.get(state, 0) + 1
+        column = layers[layer[pk]]
+        if len(column["nodes"]) < GRAPH_NODES_PER_LAYER:
+            drawn.add(pk)
+            column["nodes"].append({"id": pk, "position": position, "path": path, "job": task_name,
+                                    "job_id": task_id, "status": state, "parents": parents.get(pk, [])})
+        else:
+            column["more"][state] = column["more"].get(state, 0) + 1
+            column["more_parents"].update(parents.get(pk, ()))
+
+    def shown(ids) -> list:  # a parent not drawn is the "more" box of its layer
+        return sorted({pk if pk in drawn else f"more-{layer[pk]}" for pk in ids}, key=str)
+
+    for column in layers:
+        for node in column["nodes"]:
+            node["parents"] = shown(node["parents"])
+        column["more_parents"] = shown(column["more_parents"])
+    return {"layers": layers, "counts": counts, "done": counts.get(states.SUCCESS, 0)}
+
+
+def workflow_failed_steps(flow: Workflow, *, limit: int = 20) -> list[dict[str, str]]:
+    """The first steps whose job failed or was cancelled: path, job name and job id, to retry them."""
+    ended = TaskResult.objects.filter(status__in=[states.FAILURE, states.REVOKED]).values("task_id")
+    return [{"path": path, "job_id": task_id, "job": task_name} for path, task_id, task_name in
+            flow.steps.filter(task_id__in=ended).order_by("position").values_list("path", "task_id", "task_name")[:limit]]
+
+
+def workflow_details(flow: Workflow) -> dict[str, Any]:
+    """What the API answers about a workflow, and what its pages show besides the graph."""
+    graph = workflow_graph(flow)
+    return {
+        "id": flow.id, "name": flow.name, "state": flow.state, "steps_total": flow.steps_total,
+        "steps_done": graph["done"], "counts": graph["counts"], "result": flow.result, "error": flow.error,
+        "launched_by": flow.launched_by.get_username() if flow.launched_by else None, "origin": flow.origin,
+        "created_at": flow.created_at, "finished_at": flow.finished_at,
+        "steps": [node for layer in graph["layers"] for node in layer["nodes"]],
+        "graph": graph,
+    }

@@ -1,13 +1,20 @@
-"""Writes and side effects of the engine: launching, recording, retrying and cancelling jobs."""
+"""Writes and side effects of the engine: launching, recording, retrying and cancelling jobs;
+pausing, resuming and purging queues, dead letters, and the workers' heartbeats."""
 import json
+import logging
+from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from celery import Task, current_app, states
 from celery.utils.saferepr import saferepr
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -16,11 +23,24 @@ from django_celery_beat.schedulers import ModelEntry
 from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
 
-from . import selectors
+from . import broker, selectors, stats, workflows
 from .catalog import PROGRESS, JobTask, find_job, new_task_id
-from .exceptions import JobNotCancellable, JobQueueUnavailable
-from .models import JobAction, JobRecord
+from .exceptions import InvalidWorkflow, JobLaunchError, JobNotCancellable, JobQueueUnavailable
+from .models import (
+    AlertIncident,
+    AlertRule,
+    JobAction,
+    JobRecord,
+    JobStats,
+    JobStatsProgress,
+    Queue,
+    Worker,
+    Workflow,
+    WorkflowStep,
+)
 from .results import DatabaseBackend
+
+logger = logging.getLogger(__name__)
 
 
 def job_launch(
@@ -68,7 +88,7 @@ def job_queue(task_name: str) -> str:
 # end-to-end throughput in bench_throughput; beat records a batch of due runs at once.
 RECORD_JOBS_SQL = """
 WITH job (task_id, task_name, task_args, task_kwargs, periodic_task_name, launched_by_id, origin, arguments,
-          queue, retry_of_id) AS (VALUES {values}),
+          queue, retry_of_id, step_id) AS (VALUES {values}),
 result AS (
     INSERT INTO {results}
         (task_id, task_name, status, task_args, task_kwargs, content_type, content_encoding,
@@ -77,22 +97,23 @@ result AS (
     FROM job
     RETURNING id, task_id
 )
-INSERT INTO {records} (result_id, launched_by_id, origin, arguments, queue, retry_of_id, attempts, last_error)
+INSERT INTO {records} (result_id, launched_by_id, origin, arguments, queue, retry_of_id, step_id, attempts, last_error)
 SELECT result.id, job.launched_by_id::{user_key}, job.origin, job.arguments::jsonb, job.queue,
-       job.retry_of_id::{record_key}, 1, ''
+       job.retry_of_id::{record_key}, job.step_id::{step_key}, 1, ''
 FROM result JOIN job USING (task_id)
 """
 
 
 def _job_records_create(jobs: list[dict[str, Any]]) -> None:
     """Record PENDING, in one statement, jobs given as dicts of task_id, task_name, args, kwargs,
-    queue, periodic_task_name and optionally launched_by, origin, retry_of."""
+    queue, periodic_task_name and optionally launched_by, origin, retry_of, step_id."""
     now = timezone.now()
     sql = RECORD_JOBS_SQL.format(
-        values=", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(jobs)),
+        values=", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(jobs)),
         results=TaskResult._meta.db_table, records=JobRecord._meta.db_table,
         user_key=JobRecord._meta.get_field("launched_by").target_field.db_type(connection),
         record_key=JobRecord._meta.pk.target_field.db_type(connection),
+        step_key=JobRecord._meta.get_field("step").target_field.db_type(connection),
     )
     parameters = []
     for job in jobs:
@@ -104,7 +125,7 @@ def _job_records_create(jobs: list[dict[str, Any]]) -> None:
             launched_by.pk if launched_by else None,
             job.get("origin") or (JobRecord.Origin.SCHEDULE if job["periodic_task_name"] else JobRecord.Origin.CODE),
             json.dumps({"args": list(job["args"]), "kwargs": job["kwargs"]}), job["queue"],
-            retry_of.pk if retry_of else None,
+            retry_of.pk if retry_of else None, job.get("step_id"),
         ]
     with connection.cursor() as cursor:
         cursor.execute(sql, [*parameters, states.PENDING, now, now])
@@ -168,8 +189,11 @@ def job_record_retried(*, task_id: str, reason: str) -> None:
 
 
 def job_retry(*, result: TaskResult, user: AbstractBaseUser) -> TaskResult:
-    """Launch a job again with the same arguments, linked to the original, and audit it."""
+    """Launch a job again with the same arguments, linked to the original, and audit it; a workflow's
+    step is retried in its place, so the workflow goes on from it."""
     record = result.record
+    if record.step_id:
+        return workflow_step_retry(result=result, user=user)
     with transaction.atomic():
         retried = job_launch(
             name=result.task_name, args=record.arguments.get("args", []), kwargs=record.arguments.get("kwargs", {}),
@@ -178,6 +202,10 @@ def job_retry(*, result: TaskResult, user: AbstractBaseUser) -> TaskResult:
         )
         JobAction.objects.create(record=record, kind=JobAction.Kind.RETRY, actor=user, detail=f"as {retried.task_id}")
     return retried
+
+
+def _revoked_result(message: str) -> str:
+    return json.dumps({"exc_type": "TaskRevokedError", "exc_message": [message]})
 
 
 def job_cancel(*, result: TaskResult, user: AbstractBaseUser) -> None:
@@ -190,7 +218,7 @@ def job_cancel(*, result: TaskResult, user: AbstractBaseUser) -> None:
         JobRecord.objects.filter(pk=result.pk).update(cancelled_by=user, cancelled_at=now)
         TaskResult.objects.filter(pk=result.pk).update(
             status=states.REVOKED, date_done=now,
-            result=json.dumps({"exc_type": "TaskRevokedError", "exc_message": [f"cancelled by {user}"]}),
+            result=_revoked_result(f"cancelled by {user}"),
         )
         JobAction.objects.create(
             record_id=result.pk, kind=JobAction.Kind.CANCEL, actor=user,
@@ -226,3 +254,485 @@ def stale_jobs_fail() -> int:
         status=states.FAILURE, date_done=now,
         result=json.dumps({"exc_type": "WorkerLost", "exc_message": [message]}),
     )
+
+
+def consumers_tell(command: str, queue: str, destination: list[str] | None = None) -> None:
+    """Ask workers (all, or `destination`) to start or stop consuming `queue`. Best effort: a
+    worker that misses it is put right by its next heartbeat (jobs/workers.py)."""
+    try:
+        getattr(current_app.control, command)(queue, destination=destination)
+    except OperationalError as exc:
+        logger.warning("Could not tell workers to %s %s: %s", command, queue, exc)
+
+
+def queue_pause(*, name: str, user: AbstractBaseUser | None) -> None:
+    """Stop every worker taking jobs from queue `name`, now and whenever one starts, until resumed.
+    Jobs already handed to a worker (its prefetch) still run; the rest wait in the queue."""
+    with transaction.atomic():
+        Queue.objects.update_or_create(name=name, defaults={"paused_at": timezone.now(), "paused_by": user})
+        JobAction.objects.create(kind=JobAction.Kind.PAUSE, queue=name, actor=user)
+        transaction.on_commit(lambda: consumers_tell("cancel_consumer", name))
+
+
+def queue_resume(*, name: str, user: AbstractBaseUser | None) -> None:
+    """Let the workers started for queue `name` take its jobs again."""
+    with transaction.atomic():
+        Queue.objects.update_or_create(name=name, defaults={"paused_at": None, "paused_by": None})
+        JobAction.objects.create(kind=JobAction.Kind.RESUME, queue=name, actor=user)
+        transaction.on_commit(lambda: consumers_tell("add_consumer", name))
+
+
+def queue_purge(*, name: str, user: AbstractBaseUser | None) -> int:
+    """Remove every message waiting in queue `name`; the jobs they carried end REVOKED, so none is
+    left PENDING for ever. Returns how many messages were removed. Messages a worker holds (running,
+    prefetched, or waiting for a countdown) are not in the queue and stay."""
+    removed = 0
+    result = _revoked_result(f"purged from queue {name} by {user}")
+    with broker.broker_channel() as channel:
+        for messages in broker.messages_taken(channel, name):
+            ids = [str(message.headers["id"]) for message in messages if (message.headers or {}).get("id")]
+            # Recorded before the messages go: a crash in between leaves them queued, and a worker
+            # then skips their jobs, which are REVOKED.
+            TaskResult.objects.filter(task_id__in=ids, status=states.PENDING).update(
+                status=states.REVOKED, date_done=timezone.now(), result=result)
+            channel.basic_ack(messages[-1].delivery_tag, multiple=True)
+            removed += len(messages)
+    JobAction.objects.create(kind=JobAction.Kind.PURGE, queue=name, actor=user, detail=f"{removed} messages")
+    return removed
+
+
+def dead_letters_handle(*, requeue: bool, chosen: Callable[[broker.DeadLetter], bool],
+                        user: AbstractBaseUser | None) -> int:
+    """Requeue to its original queue, or discard, every dead letter `chosen` accepts; audited on
+    each job's record. A requeued job is PENDING again and runs under its own id. Returns how many."""
+    handled = []
+    with broker.broker_channel() as channel:
+        letters = [letter for messages in broker.messages_taken(channel, settings.DEAD_LETTER_QUEUE)
+                   for letter in map(broker.DeadLetter.from_message, messages)
+                   # A message not dead-lettered from a queue has nowhere to go back to.
+                   if chosen(letter) and (letter.queue or not requeue)]
+        ids = [letter.task_id for letter in letters if letter.task_id]
+        if requeue:
+            # PENDING before the messages are back in their queues: a worker that runs one at once
+            # then writes over this, not this over its outcome.
+            before = dict(TaskResult.objects.filter(task_id__in=ids).values_list("task_id", "status"))
+            TaskResult.objects.filter(task_id__in=ids).update(status=states.PENDING, date_done=timezone.now())
+        try:
+            for letter in letters:
+                if requeue:  # through the default exchange, which routes to any queue by name; x-death
+                    # stays, so a message that dies again shows how often it died
+                    channel.basic_publish_confirm(broker.Message(letter.message.body, **letter.message.properties),
+                                                  exchange="", routing_key=letter.queue)
+                channel.basic_ack(letter.message.delivery_tag)
+                handled.append(letter)
+        finally:
+            if requeue:  # those not sent back stay dead letters: their rows say what they said
+                for letter in letters[len(handled):]:
+                    if letter.task_id in before:
+                        TaskResult.objects.filter(task_id=letter.task_id).update(status=before[letter.task_id])
+    by_id = {letter.task_id: letter for letter in handled if letter.task_id}
+    JobAction.objects.bulk_create([
+        JobAction(record_id=pk, kind=JobAction.Kind.REQUEUE if requeue else JobAction.Kind.DISCARD, actor=user,
+                  queue=by_id[task_id].queue, detail=f"after {by_id[task_id].count} deaths ({by_id[task_id].reason})")
+        for pk, task_id in JobRecord.objects.filter(result__task_id__in=list(by_id)).values_list("pk", "result__task_id")
+    ])
+    return len(handled)
+
+
+def worker_heartbeat(*, hostname: str, **description) -> None:
+    """Keep what a worker says of itself: queues, pool, jobs processed and running (see Worker)."""
+    Worker.objects.update_or_create(
+        hostname=hostname, defaults={**description, "last_heartbeat": timezone.now(), "stopped_at": None})
+
+
+def worker_stopped(*, hostname: str) -> None:
+    """Mark a worker that shut down cleanly, so it is shown stopped rather than lost."""
+    Worker.objects.filter(hostname=hostname).update(stopped_at=timezone.now(), running=[])
+
+
+# Results written this recently may still be committing in another transaction: counted next time.
+STATS_LAG = timedelta(seconds=10)
+
+STATS_SQL = """
+SELECT date_trunc('minute', r.date_done), r.task_name, COALESCE(j.queue, ''), r.status,
+       CASE WHEN r.date_started IS NOT NULL THEN {wait} END,
+       CASE WHEN r.date_started IS NOT NULL THEN {run} END,
+       COUNT(*)
+FROM {results} r LEFT JOIN {records} j ON j.result_id = r.id
+WHERE r.date_done > %s AND r.date_done <= %s AND r.status IN %s
+GROUP BY 1, 2, 3, 4, 5, 6
+""".format(
+    wait=stats.BUCKET_SQL.format(ms="EXTRACT(EPOCH FROM r.date_started - r.date_created) * 1000"),
+    run=stats.BUCKET_SQL.format(ms="EXTRACT(EPOCH FROM r.date_done - r.date_started) * 1000"),
+    results=TaskResult._meta.db_table, records=JobRecord._meta.db_table,
+)
+
+
+def job_stats_count(*, now=None) -> int:
+    """Count the jobs that finished since the last call into JobStats (per minute, hour, six hours,
+    day and all time), an hour of results per transaction; drop statistics past their keeping. Returns how many jobs
+    were counted. Calls queue behind one another (the progress row is locked), so none counts twice."""
+    now = now or timezone.now()
+    until, counted = now - STATS_LAG, 0
+    while True:
+        with transaction.atomic():
+            progress = JobStatsProgress.objects.select_for_update().filter(pk=1).first()
+            if progress is None:
+                oldest = TaskResult.objects.order_by("date_done").values_list("date_done", flat=True).first()
+                JobStatsProgress.objects.get_or_create(pk=1, defaults={
+                    "counted_to": (oldest or until) - timedelta(microseconds=1)})
+                continue
+            start = progress.counted_to
+            if start >= until:
+                break
+            end = min(start + timedelta(hours=1), until)
+            counted += _job_stats_add(start, end, now=now)
+            progress.counted_to = end
+            progress.save(update_fields=["counted_to"])
+    for period, keep in JobStats.KEEP.items():
+        JobStats.objects.filter(period=period, start__lt=now - keep).delete()
+    return counted
+
+
+def _job_stats_add(start, end, *, now) -> int:
+    """Add the jobs finished in (start, end] to the statistics of their periods; not to periods
+    already past their keeping (as when a long history is first counted), which would be dropped."""
+    with connection.cursor() as cursor:
+        cursor.execute(STATS_SQL, [start, end, tuple(states.READY_STATES)])
+        groups = cursor.fetchall()
+    added: dict[tuple, JobStats] = {}
+    for minute, task_name, queue, status, wait, run, count in groups:
+        periods = [(period, JobStats.period_start(period, minute)) for period in JobStats.LENGTH]
+        for period, period_start in [(JobStats.Period.TOTAL, JobStats.ALL_TIME), *periods]:
+            keep = JobStats.KEEP.get(period)  # TOTAL is kept for ever
+            if keep and period_start < now - keep:
+                continue
+            row = added.setdefault((period, period_start, task_name, queue, status), JobStats(
+                period=period, start=period_start, task_name=task_name, queue=queue, status=status, wait={}, run={}))
+            row.count += count
+            if wait is not None:
+                stats.histogram_add(row.wait, {str(wait): count})
+                stats.histogram_add(row.run, {str(run): count})
+    if not added:
+        return 0
+    # The periods the last call already began counting: add to them.
+    existing = JobStats.objects.filter(
+        period__in={key[0] for key in added}, start__in={key[1] for key in added},
+        task_name__in={key[2] for key in added})
+    for row in existing:
+        key = (row.period, row.start, row.task_name, row.queue, row.status)
+        if key in added:
+            added[key].count += row.count
+            stats.histogram_add(added[key].wait, row.wait)
+            stats.histogram_add(added[key].run, row.run)
+    JobStats.objects.bulk_create(added.values(), update_conflicts=True, update_fields=["count", "wait", "run"],
+                                 unique_fields=["period", "start", "task_name", "queue", "status"])
+    return sum(group[-1] for group in groups)
+
+
+def alerts_evaluate(*, now=None) -> None:
+    """Measure every enabled alert rule over its window of job statistics; open an incident (and
+    notify) when a rule's measure goes above its threshold, close it (and notify) when it is back.
+    Run after each statistics count, so once a minute."""
+    now = now or timezone.now()
+    for rule in AlertRule.objects.filter(enabled=True):
+        value = selectors.alert_measure(rule, now=now)
+        firing = value is not None and value > rule.threshold
+        open_incident = rule.incidents.filter(ended_at__isnull=True).first()
+        if firing and open_incident is None:
+            incident = AlertIncident.objects.create(rule=rule, value=value)
+            _alert_notify(rule, incident, state="firing", value=value)
+        elif not firing and open_incident is not None:
+            open_incident.ended_at = now
+            open_incident.save(update_fields=["ended_at"])
+            _alert_notify(rule, open_incident, state="resolved", value=value)
+
+
+def _alert_notify(rule: AlertRule, incident: AlertIncident, *, state: str, value: float | None) -> None:
+    """Tell staff and the webhook; a failure to tell is logged, never raised (the next rule waits)."""
+    measured = "no jobs" if value is None else f"{value:.3g}"
+    subject = f"[jobs] {rule.name}: {state} ({rule.get_measure_display()} {measured}, threshold {rule.threshold:g})"
+    body = (f"{rule.name} is {state}.\nJob: {rule.task_name or 'every job'}\nMeasure: {rule.get_measure_display()} "
+            f"over the last {rule.minutes} minutes = {measured} (threshold {rule.threshold:g})\n"
+            f"Incident began {incident.started_at:%Y-%m-%d %H:%M:%S %Z}.\nOperations: {settings.SITE_URL}/admin/jobs/queue/")
+    if rule.email_staff:
+        recipients = list(get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
+                          .values_list("email", flat=True))
+        try:
+            send_mail(subject, body, None, recipients)
+        except OSError as exc:
+            logger.error("Alert %s: email not sent: %s", rule.name, exc)
+    if rule.webhook_url:
+        payload = {"rule": rule.name, "state": state, "job": rule.task_name or None, "measure": rule.measure,
+                   "value": value, "threshold": rule.threshold, "minutes": rule.minutes,
+                   "started_at": incident.started_at.isoformat(),
+                   "ended_at": incident.ended_at.isoformat() if incident.ended_at else None}
+        try:
+            httpx.post(rule.webhook_url, json=payload, timeout=5.0).raise_for_status()
+        except httpx.HTTPError as exc:
+            logger.error("Alert %s: webhook %s failed: %s", rule.name, rule.webhook_url, exc)
+
+
+# Workflows: graphs of jobs (jobs/workflows.py plans them). Every step is recorded PENDING at launch;
+# a step is sent when its last parent succeeds, by the worker that ran that parent, and carries its
+# id in this message header, which the worker reads back as request.workflow_step (jobs/receivers.py).
+WORKFLOW_STEP_HEADER = "workflow_step"
+Edge = WorkflowStep.parents.through  # from_workflowstep: the child; to_workflowstep: its parent
+RECORD_BATCH = 1000
+
+
+def workflow_launch(*, spec: Any, name: str = "", launched_by: AbstractBaseUser | None = None,
+                    origin: str = JobRecord.Origin.CODE, system: bool = False,
+                    launcher: JobRecord | None = None) -> Workflow:
+    """Check `spec` whole, record the workflow and every step PENDING, and send the steps that wait for
+    nothing once the transaction commits.
+
+    Raises InvalidWorkflow (naming each wrong step) or another JobLaunchError before anything is
+    written; JobQueueUnavailable when the first steps could not be sent, the workflow then cancelled.
+    """
+    planned = workflows.compile_spec(spec, user=None if system else launched_by)
+    with_children = {parent for step in planned for parent in step.parents}
+    with transaction.atomic():
+        flow = Workflow.objects.create(
+            name=name, spec=spec, launched_by=launched_by, origin=origin, launcher=launcher,
+            steps_total=len(planned), ends_waiting=len(planned) - len(with_children),
+        )
+        steps = WorkflowStep.objects.bulk_create([
+            WorkflowStep(workflow=flow, position=step.position, path=step.path[:255], task_name=step.task.name,
+                         kwargs=step.kwargs, input=step.input, gathers=step.gathers, task_id=new_task_id(),
+                         waiting=len(step.parents), sending_at=None if step.parents else timezone.now())
+            for step in planned
+        ], batch_size=RECORD_BATCH)
+        Edge.objects.bulk_create([
+            Edge(from_workflowstep_id=steps[step.position].pk, to_workflowstep_id=steps[parent].pk)
+            for step in planned for parent in step.parents
+        ], batch_size=RECORD_BATCH * 5)
+        for start in range(0, len(steps), RECORD_BATCH):
+            _job_records_create([{
+                "task_id": step.task_id, "task_name": step.task_name, "args": [], "kwargs": step.kwargs,
+                "queue": job_queue(step.task_name), "periodic_task_name": None, "launched_by": launched_by,
+                "origin": origin, "step_id": step.pk,
+            } for step in steps[start:start + RECORD_BATCH]])
+        first = [step for step in steps if not step.waiting]
+        transaction.on_commit(lambda: _workflow_launch_send(flow, first))
+    return flow
+
+
+def _workflow_launch_send(flow: Workflow, steps: list[WorkflowStep]) -> None:
+    try:
+        _workflow_steps_send(steps)
+    except OperationalError as exc:
+        _workflow_stop(flow, state=Workflow.State.FAILURE, user=None,
+                       error=f"Its first steps could not be sent: the job queue is unavailable ({exc}).")
+        raise JobQueueUnavailable(f"The job queue is unavailable ({exc}); workflow {flow.id} was not started.") from exc
+
+
+def workflow_launch_declared(*, name: str, kwargs: dict[str, Any], launched_by: AbstractBaseUser | None,
+                             origin: str) -> Workflow:
+    """Launch the workflow declared as `name` (@workflow) with `kwargs`, now: its steps are recorded
+    before this returns, with no job to launch it."""
+    task = find_job(name, user=launched_by)
+    if not isinstance(task, workflows.WorkflowTask):
+        raise InvalidWorkflow([{"field": "workflow", "message": f"{name} is a job, not a declared workflow; launch it "
+                                "at /api/jobs/ or as a step"}])
+    arguments = task.validate_arguments(kwargs=kwargs)
+    spec = task.build(**{field: getattr(arguments, field) for field in arguments.model_fields})
+    return workflow_launch(spec=spec, name=name, launched_by=launched_by, origin=origin, system=True)
+
+
+def workflow_launch_from_job(*, name: str, spec: Any, launcher_id: str) -> Workflow:
+    """Launch a declared workflow from the job that runs it (a catalog launch, a schedule), on the
+    behalf of whoever launched that job."""
+    launcher = JobRecord.objects.select_related("launched_by").filter(result__task_id=launcher_id).first()
+    return workflow_launch(
+        spec=spec, name=name, system=True, launcher=launcher,
+        launched_by=launcher.launched_by if launcher else None,
+        origin=launcher.origin if launcher else JobRecord.Origin.CODE,
+    )
+
+
+def _step_input(step: WorkflowStep) -> Any:
+    """What the step's input parameter receives: its parent's result, or its parents' in order."""
+    parents = list(WorkflowStep.objects.filter(children=step).order_by("position").values_list("task_id", flat=True))
+    results = dict(TaskResult.objects.filter(task_id__in=parents).values_list("task_id", "result"))
+    values = [json.loads(results[task_id]) for task_id in parents]
+    return values if step.gathers else values[0]
+
+
+def _workflow_steps_send(steps: list[WorkflowStep]) -> None:
+    """Publish steps claimed for sending (sending_at set), each with its input, and mark them sent.
+    OperationalError when the broker cannot take them: the unsent stay claimed, for workflows_repair."""
+    token = _recorded.set(frozenset(step.task_id for step in steps))  # recorded at launch
+    sent = []
+    try:
+        for step in steps:
+            kwargs = {**step.kwargs, step.input: _step_input(step)} if step.input else step.kwargs
+            find_job(step.task_name).apply_async(kwargs=kwargs, task_id=step.task_id,
+                                                 headers={WORKFLOW_STEP_HEADER: step.pk})
+            sent.append(step.task_id)
+            if len(sent) == RECORD_BATCH:
+                _steps_sent(sent)
+    finally:
+        _recorded.reset(token)
+        _steps_sent(sent)
+
+
+def _steps_sent(task_ids: list[str]) -> None:
+    """Mark sent the steps of these jobs, a batch at a time (not a statement per step, which competes
+    with the workers for the database while a chord's thousands of members go out); empty the list."""
+    WorkflowStep.objects.filter(task_id__in=task_ids).update(sent_at=timezone.now())
+    task_ids.clear()
+
+
+def _steps_claim(steps, *, unsent: bool = False) -> list[WorkflowStep]:
+    """Claim for sending, once whoever else tries, the steps of `steps` that wait for nothing more;
+    with `unsent`, also those claimed before but not sent (their sender died)."""
+    ready = steps.filter(waiting=0, workflow__state=Workflow.State.RUNNING)
+    ready = ready.filter(sent_at__isnull=True) if unsent else ready.filter(sending_at__isnull=True)
+    ready = list(ready.select_for_update(of=("self",)))
+    WorkflowStep.objects.filter(pk__in=[step.pk for step in ready]).update(sending_at=timezone.now())
+    return ready
+
+
+def _steps_send_on_commit(steps: list[WorkflowStep]) -> None:
+    def send():
+        try:
+            _workflow_steps_send(steps)
+        except OperationalError as exc:  # sent by workflows_repair once the broker is back
+            logger.warning("Workflow steps not sent now (%s): %s", exc, ", ".join(step.task_id for step in steps))
+
+    if steps:
+        transaction.on_commit(send)
+
+
+# One statement for what finishing a step changes, the same whichever worker runs it: the step is
+# counted once, and each child's count of parents to wait for goes down by one.
+STEP_SUCCEEDED_SQL = """
+WITH counted AS (
+    UPDATE {steps} SET counted = true WHERE id = %s AND task_id = %s AND NOT counted RETURNING id, workflow_id
+), children AS (
+    UPDATE {steps} child SET waiting = child.waiting - 1
+    FROM {edges} edge, counted
+    WHERE edge.to_workflowstep_id = counted.id AND child.id = edge.from_workflowstep_id
+    RETURNING child.id, child.waiting
+)
+SELECT (SELECT workflow_id FROM counted), (SELECT count(*) FROM children),
+       ARRAY(SELECT id FROM children WHERE waiting = 0)
+"""
+
+
+def workflow_step_succeeded(*, step_id: int, task_id: str) -> None:
+    """A step's job succeeded: count it in its children, once however often it is delivered, and send
+    those it was the last parent of; or, a last step, finish the workflow when it was the last one."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(STEP_SUCCEEDED_SQL.format(steps=WorkflowStep._meta.db_table, edges=Edge._meta.db_table),
+                       [step_id, task_id])
+        workflow_id, children, ready = cursor.fetchone()
+        if workflow_id is None:  # counted before (a message delivered again), or an attempt since retried
+            # The worker that counted it may have died before sending the children it claimed.
+            children = WorkflowStep.objects.filter(parents=step_id, parents__task_id=task_id)
+            _steps_send_on_commit(_steps_claim(children, unsent=True))
+            return
+        elif not children:  # nothing follows it: one of the workflow's ends
+            Workflow.objects.filter(pk=workflow_id).update(ends_waiting=F("ends_waiting") - 1)
+            Workflow.objects.filter(pk=workflow_id, ends_waiting=0, state=Workflow.State.RUNNING).update(
+                state=Workflow.State.SUCCESS, finished_at=timezone.now(), result=_workflow_result(workflow_id))
+            return
+        elif not ready:  # its children wait for other parents
+            return
+        else:
+            ready = WorkflowStep.objects.filter(pk__in=ready)
+        _steps_send_on_commit(_steps_claim(ready))
+
+
+def _workflow_result(workflow_id: str) -> Any:
+    """The workflow's result: its last step's, or the list of its last steps' in order."""
+    ends = WorkflowStep.objects.filter(workflow_id=workflow_id, children__isnull=True).order_by("position")
+    results = dict(TaskResult.objects.filter(task_id__in=ends.values("task_id")).values_list("task_id", "result"))
+    values = [json.loads(results[task_id]) for task_id in ends.values_list("task_id", flat=True)]
+    return values[0] if len(values) == 1 else values
+
+
+def workflow_step_failed(*, step_id: int, task_id: str, error: str) -> None:
+    """A step's job failed for good: the workflow fails, naming it; nothing new starts until the step
+    is retried (its running steps finish)."""
+    step = WorkflowStep.objects.filter(pk=step_id, task_id=task_id).first()
+    if step is not None:
+        Workflow.objects.filter(pk=step.workflow_id, state=Workflow.State.RUNNING).update(
+            state=Workflow.State.FAILURE, finished_at=timezone.now(),
+            error=f"Step {step.path} ({step.task_name}, job {task_id}) failed: {error}"[:10_000])
+
+
+def _workflow_stop(flow: Workflow, *, state: str, user: AbstractBaseUser | None, error: str) -> tuple[int, list[str]]:
+    """End the workflow as `state`, and every step not finished REVOKED; how many, and the ids of those
+    that were running."""
+    now = timezone.now()
+    Workflow.objects.filter(pk=flow.pk).update(state=state, finished_at=now, error=error, cancelled_by=user)
+    unfinished = TaskResult.objects.filter(task_id__in=flow.steps.values("task_id")).exclude(
+        status__in=states.READY_STATES)
+    running = list(unfinished.exclude(status__in=[states.PENDING, states.RECEIVED]).values_list("task_id", flat=True))
+    return unfinished.update(status=states.REVOKED, date_done=now, result=_revoked_result(error)), running
+
+
+def workflow_cancel(*, workflow: Workflow, user: AbstractBaseUser) -> int:
+    """Cancel a workflow: queued steps never start, running ones are stopped (SIGTERM), the rest never
+    sent; audited. Returns how many steps were cancelled."""
+    if workflow.state in (Workflow.State.SUCCESS, Workflow.State.REVOKED):
+        raise JobNotCancellable(f"Workflow {workflow.id} already ended ({workflow.get_state_display().lower()}); "
+                                "there is nothing to cancel.")
+    with transaction.atomic():
+        cancelled, running = _workflow_stop(workflow, state=Workflow.State.REVOKED, user=user, error=f"cancelled by {user}")
+        JobAction.objects.create(workflow=workflow, kind=JobAction.Kind.CANCEL, actor=user,
+                                 detail=f"{cancelled} steps cancelled, {len(running)} of them stopped while running")
+        if running:  # the rest are REVOKED rows: a worker that receives one skips it (JobTask)
+            transaction.on_commit(lambda: current_app.control.revoke(running, terminate=True, signal="SIGTERM"))
+    return cancelled
+
+
+def workflow_step_retry(*, result: TaskResult, user: AbstractBaseUser) -> TaskResult:
+    """Run a failed step of a failed workflow again, in its place: the workflow runs again and goes on
+    downstream from it once it succeeds. Audited like a job's retry."""
+    record = result.record
+    step = WorkflowStep.objects.select_related("workflow").get(pk=record.step_id)
+    if step.task_id != result.task_id or result.status not in (states.FAILURE, states.REVOKED) or \
+            step.workflow.state != Workflow.State.FAILURE:
+        raise JobLaunchError(f"Only the last attempt of a failed step of a failed workflow can be retried; workflow "
+                             f"{step.workflow_id} is {step.workflow.get_state_display().lower()} and job "
+                             f"{result.task_id} is {result.status}.")
+    with transaction.atomic():
+        task_id = new_task_id()
+        _job_records_create([{
+            "task_id": task_id, "task_name": step.task_name, "args": [], "kwargs": step.kwargs,
+            "queue": record.queue, "periodic_task_name": None, "launched_by": user,
+            "origin": JobRecord.Origin.RETRY, "retry_of": record, "step_id": step.pk,
+        }])
+        WorkflowStep.objects.filter(pk=step.pk).update(task_id=task_id, counted=False, sending_at=timezone.now(),
+                                                       sent_at=None)
+        Workflow.objects.filter(pk=step.workflow_id).update(state=Workflow.State.RUNNING, finished_at=None, error="")
+        JobAction.objects.create(record=record, workflow_id=step.workflow_id, kind=JobAction.Kind.RETRY, actor=user,
+                                 detail=f"as {task_id}, in its workflow")
+        step.task_id = task_id
+        # Steps that became ready while the workflow stood failed go too.
+        _steps_send_on_commit([step, *_steps_claim(step.workflow.steps.all())])
+    return selectors.jobs_with_details().get(task_id=task_id)
+
+
+WORKFLOW_REPAIR_AFTER = timedelta(minutes=1)
+
+
+def workflows_repair() -> int:
+    """Maintenance: finish what a worker killed at the wrong moment left undone in running workflows —
+    a success not yet counted in its children, steps claimed but never sent. Returns how many steps."""
+    before = timezone.now() - WORKFLOW_REPAIR_AFTER
+    running = WorkflowStep.objects.filter(workflow__state=Workflow.State.RUNNING)
+    done = TaskResult.objects.filter(status=states.SUCCESS, date_done__lt=before).values("task_id")
+    uncounted = list(running.filter(counted=False, task_id__in=done).values_list("pk", "task_id"))
+    for step_id, task_id in uncounted:
+        workflow_step_succeeded(step_id=step_id, task_id=task_id)
+    pending = TaskResult.objects.filter(status=states.PENDING).values("task_id")
+    unsent = list(running.filter(sent_at__isnull=True, sending_at__lt=before, task_id__in=pending))
+    try:
+        _workflow_steps_send(unsent)
+    except OperationalError as exc:
+        logger.warning("Workflow steps still not sent: %s", exc)
+    return len(uncounted) + len(unsent)

@@ -1,20 +1,28 @@
-"""Pages for the people who launch jobs: their jobs, a form to launch one, a job's live page."""
+"""Pages for the people who launch jobs: their jobs, a form to launch one, a job's live page; and
+the Prometheus endpoint, for the tools operators run."""
+import hmac
+import ipaddress
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import Http404
+from django.db import DatabaseError
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from . import selectors, services
 from .api import job_out
 from .catalog import catalog, find_job
 from .exceptions import InvalidArguments, JobLaunchError, JobNotCancellable
 from .forms import arguments_form_class
-from .models import JobRecord
+from .graphs import graph_draw
+from .metrics import JobsCollector
+from .models import JobRecord, Workflow
 from .throttling import launch_wait, too_many
 
 WHO_MAY_ACT = ("Whoever launched a job may retry or cancel it; on anyone else's, that takes the 'Can retry jobs' "
@@ -32,17 +40,20 @@ def _visible_job(request, job_id: str):
 def job_list(request):
     """The signed-in user's jobs (staff: everyone's), newest first, filtered by status and job."""
     status, task, page = request.GET.get("status", ""), request.GET.get("task", ""), request.GET.get("page", "1")
+    workflow = request.GET.get("workflow", "")
     rows, has_next, http_status = [], False, 200
     try:
         page = int(page) if page.isascii() and page.isdigit() else 0
-        rows, has_next = selectors.jobs_page(user=request.user, status=status, task=task, page=page)
+        rows, has_next = selectors.jobs_page(user=request.user, status=status, task=task, workflow=workflow,
+                                             page=page)
     except selectors.InvalidFilter as exc:
         messages.error(request, str(exc))
+        workflow = ""
         http_status = 400
     return render(request, "jobs/job_list.html", {
         "jobs": [selectors.job_details(result) for result in rows],
         "statuses": selectors.STATES, "tasks": list(catalog()), "status": status, "task": task,
-        "page": page, "has_next": has_next, "sees_everyone": selectors.sees_every_job(request.user),
+        "workflow": workflow, "page": page, "has_next": has_next, "sees_everyone": selectors.sees_every_job(request.user),
     }, status=http_status)
 
 
@@ -92,6 +103,7 @@ def job_detail(request, job_id: str):
         "can_retry": selectors.may_act_on(request.user, result, "jobs.retry_job"),
         "can_cancel": selectors.may_act_on(request.user, result, "jobs.cancel_job") and job["done_at"] is None,
         "who_may_act": WHO_MAY_ACT,
+        "launched_workflow": Workflow.objects.filter(launcher_id=result.pk).values_list("pk", flat=True).first(),
     })
 
 
@@ -131,3 +143,72 @@ def job_cancel(request, job_id: str):
             messages.error(request, str(exc))
         return redirect("jobs:detail", result.task_id)
     return render(request, "jobs/job_cancel.html", {"job": selectors.job_details(result)})
+
+
+def _visible_workflow(request, workflow_id: str):
+    flow = selectors.workflow_get(workflow_id=workflow_id, user=request.user)
+    if flow is None:
+        raise Http404("No such workflow, or not yours.")
+    return flow
+
+
+def workflow_context(flow) -> dict:
+    """What the workflow's graph partial shows (its page and its admin page)."""
+    graph = selectors.workflow_graph(flow)
+    return {"flow": flow, "graph": graph, "drawing": graph_draw(graph), "live": flow.state == flow.State.RUNNING,
+            "result_json": json.dumps(flow.result, indent=2)}
+
+
+@login_required
+def workflow_detail(request, workflow_id: str):
+    """A workflow's live graph, progress and result; cancel it, retry its failed steps."""
+    flow = _visible_workflow(request, workflow_id)
+    return render(request, "jobs/workflow_detail.html", {
+        **workflow_context(flow), "failed": selectors.workflow_failed_steps(flow),
+        "can_retry": selectors.may_act_on_workflow(request.user, flow, "jobs.retry_job"),
+        "can_cancel": flow.state in (flow.State.RUNNING, flow.State.FAILURE)
+        and selectors.may_act_on_workflow(request.user, flow, "jobs.cancel_job"),
+    })
+
+
+@login_required
+@require_POST
+def workflow_cancel(request, workflow_id: str):
+    """Cancel the workflow (your own, or with 'Can cancel jobs')."""
+    flow = _visible_workflow(request, workflow_id)
+    if not selectors.may_act_on_workflow(request.user, flow, "jobs.cancel_job"):
+        raise PermissionDenied(WHO_MAY_ACT)
+    try:
+        cancelled = services.workflow_cancel(workflow=flow, user=request.user)
+        messages.success(request, f"Cancelled workflow {flow.id}: {cancelled} steps will not run.")
+    except JobNotCancellable as exc:
+        messages.error(request, str(exc))
+    return redirect("jobs:workflow", flow.id)
+
+
+metrics_registry = CollectorRegistry(auto_describe=False)
+metrics_registry.register(JobsCollector())
+
+
+def _may_scrape(request) -> bool:
+    token = settings.METRICS_TOKEN
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if token and hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(network) for network in settings.METRICS_ALLOWED_NETWORKS)
+
+
+def metrics(request):
+    """Prometheus' scrape: with METRICS_TOKEN as a bearer token, or from METRICS_ALLOWED_NETWORKS."""
+    if not _may_scrape(request):
+        return HttpResponse("Metrics need `Authorization: Bearer <METRICS_TOKEN>` or an address in "
+                            "METRICS_ALLOWED_NETWORKS.\n", status=403, content_type="text/plain")
+    try:
+        body = generate_latest(metrics_registry)
+    except DatabaseError as exc:
+        return HttpResponse(f"The database is unavailable: {exc}\n", status=503, content_type="text/plain")
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -14,6 +14,7 @@ if apps.is_installed("accounts"):
 api = NinjaAPI(title="Jobs API", version="1", urls_namespace="api", auth=auth)
 jobs.api.install_error_handlers(api)
 api.add_router("/jobs/", jobs.api.router)
+api.add_router("/workflows/", jobs.api.workflow_router)
 if apps.is_installed("contacts"):
     import contacts.api
 

@@ -240,6 +240,16 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # 14 days, at most 100,000 (the oldest go first).
 DEAD_LETTER_RETENTION = {"x-message-ttl": 14 * 24 * 3600 * 1000, "x-max-length": 100_000}
 DEAD_LETTER_EXCHANGE = DEAD_LETTER_QUEUE = "dead-letter"
+
+# The operations pages read queue depths, consumers and rates from RabbitMQ's management HTTP API.
+# Empty: the broker's first host on port 15672, with the broker URL's user and password.
+RABBITMQ_MANAGEMENT_URL = env.str("RABBITMQ_MANAGEMENT_URL", default="")
+# Prometheus scrapes /metrics with this bearer token, or from these networks (comma-separated CIDRs).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+# Seconds between a worker's heartbeats (a row in the Worker table); silent for three, it is lost.
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=10.0)
+
 # classic: one RabbitMQ node, queues with priorities. quorum: a cluster of nodes (list them all in
 # CELERY_BROKER_URL, separated by ";"), replicated queues, a broker-side delivery limit, no
 # priorities (RabbitMQ 3.x quorum queues have none). Existing queues keep their type: delete them

@@ -6,6 +6,8 @@ from django.http import JsonResponse
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
+from jobs.views import metrics
+
 from .api import api
 
 
@@ -27,6 +29,7 @@ urlpatterns = [
     path("api/", api.urls),
     re_path(r"^api/", api_not_found),  # unknown API addresses answer JSON too
     path("jobs/", include("jobs.urls")),
+    path("metrics", metrics, name="metrics"),  # Prometheus' default path
     path("accounts/login/", login_view, name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

@@ -25,6 +25,12 @@ class ThirdParty(BaseHTTPRequestHandler):
                 return self.answer(503, b"try later")
         self.answer(200, b"<html><head><title>Caf&eacute; prices</title></head><body>" + b"x" * 1000 + b"</body></html>")
 
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.requests.append(self.path)
+        self.server.bodies.append(body)
+        self.answer(200, b"ok")
+
     def answer(self, status: int, body: bytes):
         self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -45,6 +51,7 @@ class LocalServer:
     def __enter__(self):
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), ThirdParty)
         self.server.requests = []  # the paths asked for, in order
+        self.server.bodies = []  # the bodies POSTed, in order
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -55,6 +62,10 @@ class LocalServer:
     @property
     def requests(self) -> list[str]:
         return self.server.requests
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return self.server.bodies
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server.server_port}{path}"

@@ -1,8 +1,9 @@
 """Django's test runner, plus a RabbitMQ virtual host of the tests' own.
 
 Tests get `test_<name>` as their database; here they also get `test_<vhost>` as their broker
-virtual host, so a worker of a running `make run` never takes the tests' jobs (nor the tests' worker
-a real job). Worker subprocesses inherit it through CELERY_BROKER_URL.
+virtual host, so a worker of a running `make run` never takes the tests' jobs (nor the tests'
+worker a real job); worker subprocesses inherit it through CELERY_BROKER_URL. RabbitMQ's
+management API, which the operations pages read, is enabled.
 """
 import os
 
@@ -11,7 +12,7 @@ from django.core.cache import cache
 from django.test import override_settings
 from django.test.runner import DiscoverRunner
 
-from jobs.testing.broker import recreate_vhost, url_vhost_and_user, vhost_url
+from jobs.testing.broker import management_plugin_enable, recreate_vhost, url_vhost_and_user, vhost_url
 from site_config import celery_app
 
 
@@ -32,6 +33,7 @@ class TestRunner(DiscoverRunner):
         cache.clear()
         url, vhost, user = test_broker_url(celery_app.conf.broker_url)
         recreate_vhost(vhost, user)
+        management_plugin_enable()
         celery_app.conf.broker_url = os.environ["CELERY_BROKER_URL"] = url
 
     def teardown_test_environment(self, **kwargs):

@@ -1,12 +1,12 @@
 """Results admin filters whose choices come from the catalog, the settings and the latest rows,
 never from a DISTINCT over the whole results table."""
-from django.conf import settings
 from django.contrib import admin
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from .. import selectors
 from ..catalog import catalog
+from ..models import Workflow
 
 
 class ChoicesFilter(admin.SimpleListFilter):
@@ -34,7 +34,8 @@ class QueueFilter(ChoicesFilter):
     title, parameter_name = "queue", "record__queue"
 
     def lookups(self, request, model_admin):
-        return [(queue.name, queue.name) for queue in settings.CELERY_TASK_QUEUES]
+        paused = selectors.paused_queues()
+        return [(name, f"{name} (paused)" if name in paused else name) for name in selectors.job_queue_names()]
 
 
 class WorkerFilter(ChoicesFilter):
@@ -51,3 +52,14 @@ class PeriodicTaskFilter(ChoicesFilter):
 
     def lookups(self, request, model_admin):
         return [(name, name) for name in PeriodicTask.objects.order_by("name").values_list("name", flat=True)]
+
+
+class WorkflowFilter(ChoicesFilter):
+    title, parameter_name = "workflow", "record__step__workflow_id"
+
+    def lookups(self, request, model_admin):
+        # The latest workflows, and the one asked for (a workflow's page links here).
+        flows = list(Workflow.objects.values_list("id", "name")[:20])
+        if self.value() and self.value() not in {pk for pk, _ in flows}:
+            flows.append((self.value(), ""))
+        return [(pk, f"{name or 'workflow'} {pk[:13]}…") for pk, name in flows]

@@ -9,7 +9,7 @@ the planner's estimate beyond.
 from celery import states
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import Exists, OuterRef
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -18,21 +18,23 @@ from django_celery_results.models import TaskResult
 
 from .. import selectors, services
 from ..exceptions import JobLaunchError, JobNotCancellable
+from ..models import JobRecord
 from ..throttling import launch_wait, too_many
-from .filters import JobFilter, PeriodicTaskFilter, QueueFilter, StatusFilter, WorkerFilter
+from .filters import JobFilter, PeriodicTaskFilter, QueueFilter, StatusFilter, WorkerFilter, WorkflowFilter
 from .paginator import EstimatingPaginator
 
 
 class TaskResultAdmin(admin.ModelAdmin):
     list_display = ["task_id", "task_name", "status", "queue", "worker", "periodic_task_name",
                     "date_created", "done", "launched_by"]
-    list_filter = [StatusFilter, JobFilter, QueueFilter, WorkerFilter, PeriodicTaskFilter, "date_created"]
+    list_filter = [StatusFilter, JobFilter, QueueFilter, WorkerFilter, PeriodicTaskFilter, WorkflowFilter, "date_created"]
     list_select_related = ["record__launched_by"]
     list_per_page = 100
     paginator = EstimatingPaginator
     show_full_result_count = False
-    search_fields = ["task_id", "task_name"]  # exact, and case-sensitive, to use their indexes
-    search_help_text = "A job id, or a job name such as jobs.add (exact)."
+    search_fields = ["task_id"]  # shows the search box; get_search_results does the searching
+    search_help_text = ("A job id or its first characters (as logs show it), a job name such as jobs.add, "
+                        "or text in arguments or in failed jobs' errors.")
     ordering = ["-date_created"]
     actions = ["retry_jobs", "cancel_jobs"]
     change_form_template = "admin/jobs/taskresult_change_form.html"
@@ -48,10 +50,7 @@ class TaskResultAdmin(admin.ModelAdmin):
         return [name for fieldset in self.fieldsets for name in fieldset[1]["fields"]]
 
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        return queryset.filter(Q(task_id=term) | Q(task_name=term)), False
+        return selectors.jobs_search(queryset, search_term.strip()), False
 
     def has_add_permission(self, request):
         return False
@@ -154,50 +153,104 @@ class TaskResultAdmin(admin.ModelAdmin):
                  name="django_celery_results_taskresult_cancel"),
         ] + super().get_urls()
 
-    def _recorded(self, request, queryset):
-        recorded = [result for result in queryset.select_related("record") if hasattr(result, "record")]
-        if len(recorded) < len(queryset):
-            self.message_user(request, "Jobs not recorded at launch (no arguments kept) were skipped.", messages.WARNING)
-        return recorded
+    def _confirm(self, request, *, action: str, verb: str, chosen, skipped: dict[str, int], explanation: str):
+        """The page that asks before a bulk action: how many jobs it will touch, how many it skips
+        and why; posting it again (with confirm) runs the action on the same selection or filter."""
+        count = chosen.count()
+        return TemplateResponse(request, "admin/jobs/taskresult_bulk_confirm.html", {
+            **self.admin_site.each_context(request), "opts": self.opts,
+            "title": f"{verb} {count} job{'s' if count != 1 else ''}?", "count": count, "examples": chosen[:20],
+            "skipped": {reason: number for reason, number in skipped.items() if number},
+            "explanation": explanation, "action": action, "verb": verb,
+            "select_across": request.POST.get("select_across", "0"),
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        })
 
-    @admin.action(description="Retry selected jobs (same arguments)", permissions=["retry"])
+    def _retry_plan(self, queryset):
+        """The jobs of `queryset` a bulk retry launches again, and how many it skips, by reason."""
+        queryset = queryset.annotate(retried=Exists(JobRecord.objects.filter(retry_of=OuterRef("pk"))))
+        recorded = queryset.filter(record__isnull=False)
+        ended = recorded.filter(status__in=states.READY_STATES)
+        return ended.filter(retried=False).order_by("pk"), {
+            "retried already": ended.filter(retried=True).count(),
+            "not finished (a retry would run it twice)": recorded.exclude(status__in=states.READY_STATES).count(),
+            "not recorded at launch (no arguments kept)": queryset.filter(record__isnull=True).count(),
+        }
+
+    @admin.action(description="Retry selected jobs (same arguments); “select all” retries all the filter matches",
+                  permissions=["retry"])
     def retry_jobs(self, request, queryset):
+        chosen, skipped = self._retry_plan(queryset)
+        if "confirm" not in request.POST:
+            return self._confirm(request, action="retry_jobs", verb="Retry", chosen=chosen, skipped=skipped,
+                                 explanation="Each is launched again with its arguments, as a new job linked to it.")
         if (wait := launch_wait(request)) is not None:  # a retry is a launch, whoever asks
             self.message_user(request, f"Nothing retried: {too_many(wait)}", messages.ERROR)
-            return
-        for result in self._recorded(request, queryset):
-            retried_as = result.record.retried_as.select_related("result").first()
-            if retried_as is not None:
-                self.message_user(request, format_html("{} was retried already, as {}: skipped.", result.task_id,
-                                                       self._link(retried_as.result)), messages.WARNING)
-                continue
-            try:
-                retried = services.job_retry(result=result, user=request.user)
-            except JobLaunchError as exc:
-                self.message_user(request, f"{result.task_id} not retried: {exc}", messages.ERROR)
-                continue
-            self.message_user(request, format_html("Retrying {} as {}.", result.task_id, self._link(retried)))
+            return None
+        retried, failed = self._each(request, chosen, lambda result: services.job_retry(result=result, user=request.user),
+                                     JobLaunchError)
+        self._report(request, "Retried", retried, failed, skipped)
+        return None
 
-    @admin.action(description="Cancel selected jobs", permissions=["cancel"])
+    def _cancel_plan(self, queryset):
+        recorded = queryset.filter(record__isnull=False)
+        return recorded.exclude(status__in=states.READY_STATES).order_by("pk"), {
+            "ended already": recorded.filter(status__in=states.READY_STATES).count(),
+            "not recorded at launch": queryset.filter(record__isnull=True).count(),
+        }
+
+    @admin.action(description="Cancel selected jobs; “select all” cancels all the filter matches", permissions=["cancel"])
     def cancel_jobs(self, request, queryset):
-        results = self._recorded(request, queryset)
+        chosen, skipped = self._cancel_plan(queryset)
         if "confirm" not in request.POST:
-            return TemplateResponse(request, "admin/jobs/taskresult_cancel.html", {
-                **self.admin_site.each_context(request), "results": results, "opts": self.opts,
-                "action": "cancel_jobs", "title": "Cancel jobs?",
-            })
-        for result in results:
+            return self._confirm(request, action="cancel_jobs", verb="Cancel", chosen=chosen, skipped=skipped,
+                                 explanation="Queued jobs will not start. Running jobs are stopped mid-way (their "
+                                             "worker process gets SIGTERM); what they already did is not undone.")
+        cancelled, failed = self._each(request, chosen, lambda result: services.job_cancel(result=result, user=request.user),
+                                       JobNotCancellable)
+        self._report(request, "Cancelled", cancelled, failed, skipped)
+        return None
+
+    def _each(self, request, chosen, act, expected_error) -> tuple[int, int]:
+        """Apply `act` to each chosen job (read in batches); errors it expects are reported per job."""
+        done = failed = 0
+        for result in chosen.select_related("record").iterator(chunk_size=500):
             try:
-                services.job_cancel(result=result, user=request.user)
-                self.message_user(request, f"Cancelled {result.task_id}.")
-            except JobNotCancellable as exc:
-                self.message_user(request, str(exc), messages.WARNING)
+                act(result)
+                done += 1
+            except expected_error as exc:
+                failed += 1
+                if failed <= 10:
+                    self.message_user(request, f"{result.task_id}: {exc}", messages.WARNING)
+        return done, failed
+
+    def _report(self, request, verb: str, done: int, failed: int, skipped: dict[str, int]):
+        parts = [f"{verb} {done} job{'s' if done != 1 else ''}."]
+        parts += [f"Skipped {count}: {reason}." for reason, count in skipped.items() if count]
+        if failed:
+            parts.append(f"{failed} could not be: see above.")
+        self.message_user(request, " ".join(parts), messages.SUCCESS if done else messages.WARNING)
 
     def retry_view(self, request, object_id):
+        """The Retry button of a job's page: that job, at once (the button is the confirmation)."""
         if request.method != "POST" or not self.has_retry_permission(request):
             raise PermissionDenied
-        get_object_or_404(TaskResult, pk=object_id)
-        self.retry_jobs(request, TaskResult.objects.filter(pk=object_id))
+        result = get_object_or_404(TaskResult.objects.select_related("record"), pk=object_id)
+        retried_as = JobRecord.objects.filter(retry_of_id=result.pk).select_related("result").first()
+        if (wait := launch_wait(request)) is not None:
+            self.message_user(request, f"Not retried: {too_many(wait)}", messages.ERROR)
+        elif not hasattr(result, "record"):
+            self.message_user(request, "Not retried: this job was not recorded at launch (no arguments kept).",
+                              messages.WARNING)
+        elif retried_as is not None:
+            self.message_user(request, format_html("{} was retried already, as {}: skipped.", result.task_id,
+                                                   self._link(retried_as.result)), messages.WARNING)
+        else:
+            try:
+                retried = services.job_retry(result=result, user=request.user)
+                self.message_user(request, format_html("Retrying {} as {}.", result.task_id, self._link(retried)))
+            except JobLaunchError as exc:
+                self.message_user(request, f"Not retried: {exc}", messages.ERROR)
         return redirect("admin:django_celery_results_taskresult_change", object_id)
 
     def cancel_view(self, request, object_id):

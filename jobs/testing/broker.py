@@ -28,6 +28,13 @@ def recreate_vhost(vhost: str, user: str) -> None:
         rabbitmqctl(*command)
 
 
+def management_plugin_enable() -> None:
+    """Enable RabbitMQ's management API on a local broker (the operations pages read it); a no-op
+    when it is enabled already or the broker is not local."""
+    if shutil.which("rabbitmq-plugins") is not None:
+        subprocess.run(["rabbitmq-plugins", "--quiet", "enable", "rabbitmq_management"], capture_output=True, timeout=120)
+
+
 def delete_vhost(vhost: str) -> None:
     if shutil.which("rabbitmqctl") is not None:
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)  # may not exist

@@ -16,14 +16,19 @@ INSERT INTO django_celery_results_taskresult
      task_name, worker, periodic_task_name, date_created, date_started, date_done)
 SELECT gen_random_uuid()::text,
        (ARRAY['SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','FAILURE','REVOKED','RETRY'])[1 + i %% 10],
-       'application/json', 'utf-8', '8', '{"children": []}', '"()"', '"{''x'': 4, ''y'': 4}"',
+       'application/json', 'utf-8',
+       CASE WHEN i %% 10 = 7 THEN '{"exc_type": "ValueError", "exc_message": ["row ' || i || ' failed"]}' ELSE '8' END,
+       '{"children": []}', '"()"', '"{''x'': 4, ''y'': 4}"',
        (ARRAY['jobs.add', 'jobs.say_hello', 'jobs.countdown', 'jobs.build_report'])[1 + i %% 4],
-       'celery@worker' || (i %% 4), CASE WHEN i %% 50 = 0 THEN 'weekly job report' END, ts, ts, ts
+       'celery@worker' || (i %% 4), CASE WHEN i %% 50 = 0 THEN 'weekly job report' END,
+       ts - (i %% 97) * interval '20 milliseconds' - (i %% 13) * interval '50 milliseconds',  -- waited up to 2 s
+       ts - (i %% 13) * interval '50 milliseconds', ts  -- and ran up to 0.6 s
 FROM (SELECT i, %s - i * interval '1 second' AS ts FROM generate_series(%s, %s) AS i) AS rows
 """
 JOBS_FILL = """
 INSERT INTO jobs_jobrecord (result_id, launched_by_id, origin, arguments, queue, attempts, last_error)
-SELECT id, %s, 'api', '{"args": [], "kwargs": {"x": 4, "y": 4}}', 'default', 1, ''
+SELECT id, %s, 'api', jsonb_build_object('args', '[]'::jsonb, 'kwargs', jsonb_build_object('x', 4, 'y', 4, 'n', id)),
+       'default', 1, ''
 FROM django_celery_results_taskresult WHERE id > %s
 """
 

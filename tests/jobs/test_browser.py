@@ -1,4 +1,5 @@
-"""The live job page in a real browser (Debian's Chromium, driven by Playwright)."""
+"""The live job page and the operations overview in a real browser (Debian's Chromium, driven by
+Playwright)."""
 import os
 import shutil
 
@@ -9,14 +10,17 @@ from django.test import tag
 from django_celery_results.models import TaskResult
 from playwright.sync_api import expect, sync_playwright
 
+from jobs import services
 from jobs.models import JobRecord
+from tests.users import grant
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@tag("integration", "browser")
-class LiveJobPageTests(StaticLiveServerTestCase):
+class BrowserTestCase(StaticLiveServerTestCase):
+    """A live server and a headless Chromium for the class; pages signed in as a given user."""
+
     @classmethod
     def setUpClass(cls):
         # Playwright's sync API runs an event loop in this thread; the test's own database calls
@@ -44,6 +48,10 @@ class LiveJobPageTests(StaticLiveServerTestCase):
                               "url": self.live_server_url}])
         return context.new_page()
 
+
+@tag("integration", "browser")
+class LiveJobPageTests(BrowserTestCase):
+
     def test_a_failed_poll_is_retried_and_the_page_says_it_is_reconnecting(self):
         alice = User.objects.create_user("alice")
         result = TaskResult.objects.create(task_id="6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f20", task_name="testapp.add",
@@ -66,3 +74,42 @@ class LiveJobPageTests(StaticLiveServerTestCase):
         expect(page.locator("#result")).to_have_text("3")
         expect(page.locator("#connection")).to_have_text("")
         self.assertEqual(len(failures), 2)
+
+
+@tag("integration", "browser")
+class OperationsDashboardTests(BrowserTestCase):
+    def test_an_operator_pauses_a_queue_and_sees_a_resume_by_someone_else_without_reloading(self):
+        olga = grant(User.objects.create_user("olga", is_staff=True), "jobs.view_queue", "jobs.operate_queue")
+        page = self.signed_in_page(olga)
+        page.goto(f"{self.live_server_url}/admin/jobs/queue/")
+        demo = page.locator("#queue-demo")
+        expect(demo).to_be_visible()
+        expect(demo.locator(".badge.paused")).to_have_count(0)
+
+        demo.get_by_role("button", name="Pause").click()
+        expect(page.locator(".messagelist")).to_contain_text("Queue demo is paused")
+        expect(page.locator("#queue-demo .badge.paused")).to_have_text("paused")
+
+        services.queue_resume(name="demo", user=olga)  # another operator, elsewhere
+        expect(page.locator("#queue-demo .badge.paused")).to_have_count(0, timeout=15_000)
+        expect(page.locator("#queue-demo").get_by_role("button", name="Pause")).to_be_visible()
+
+
+@tag("integration", "browser")
+class WorkflowGraphTests(BrowserTestCase):
+    def test_the_graph_follows_the_steps_live(self):
+        from jobs.testing.processes import Worker
+        from jobs.workflows import chain, step
+
+        worker = Worker(concurrency=2, queues="default").start()
+        self.addCleanup(worker.stop)
+        alice = User.objects.create_user("alice")
+        flow = services.workflow_launch(spec=chain(step("testapp.sleep_then_add", seconds=3, x=1),
+                                                   step("testapp.add", input="x", y=1)), launched_by=alice)
+        page = self.signed_in_page(alice)
+        page.goto(f"{self.live_server_url}/jobs/workflows/{flow.id}/")
+        first, second = page.locator("g.step").nth(0), page.locator("g.step").nth(1)
+        expect(first).to_have_attribute("data-status", "STARTED", timeout=15_000)
+        expect(second).to_have_attribute("data-status", "PENDING")
+        expect(second).to_have_attribute("data-status", "SUCCESS", timeout=20_000)  # no reload: the page refreshed
+        expect(page.locator("#workflow-result")).to_have_text("2")

@@ -211,7 +211,7 @@ class PermissionTests(TestCase):
         changelist = self.client.get("/admin/django_celery_results/taskresult/")
         self.assertNotContains(changelist, "retry_jobs")
         self.client.post("/admin/django_celery_results/taskresult/",
-                         {"action": "retry_jobs", "_selected_action": [self.record.pk]})
+                         {"action": "retry_jobs", "_selected_action": [self.record.pk], "confirm": "yes"})
         self.assertFalse(JobRecord.objects.filter(retry_of__isnull=False).exists())
         self.assertEqual(self.client.post(f"/admin/django_celery_results/taskresult/{self.record.pk}/retry/").status_code, 403)
 
@@ -222,6 +222,7 @@ class PermissionTests(TestCase):
         confirm = self.client.post("/admin/django_celery_results/taskresult/",
                                    {"action": "cancel_jobs", "_selected_action": [self.record.pk]})
         self.assertContains(confirm, "Cancel 1 job?")
+        self.assertContains(confirm, "Yes, cancel 1 job")
         self.assertEqual(TaskResult.objects.get(pk=self.record.pk).status, states.PENDING)
         with mock.patch.object(celery_app.control, "revoke"):
             self.client.post("/admin/django_celery_results/taskresult/",
@@ -321,12 +322,97 @@ class ResultsAdminConsistencyTests(TestCase):
 
     def test_the_audit_trail_names_jobs_by_their_ids_and_bulk_retry_skips_retried_jobs(self):
         TaskResult.objects.filter(pk=self.result.pk).update(status="FAILURE")
-        action = {"action": "retry_jobs", "_selected_action": [self.result.pk]}
+        action = {"action": "retry_jobs", "_selected_action": [self.result.pk], "confirm": "yes"}
         with self.captureOnCommitCallbacks():
             self.client.post("/admin/django_celery_results/taskresult/", action)
             response = self.client.post("/admin/django_celery_results/taskresult/", action, follow=True)
         self.assertEqual(JobRecord.objects.filter(retry_of=self.result.record).count(), 1)
-        self.assertContains(response, "was retried already")
+        self.assertContains(response, "Retried 0 jobs. Skipped 1: retried already.")
         page = self.client.get(f"/admin/django_celery_results/taskresult/{self.result.pk}/change/")
         self.assertContains(page, f"Retry of job {self.result.task_id} by root")
 
+
+
+class BulkActionsByFilterTests(TestCase):
+    """Retry and cancel every job the admin's filter matches ("select all"), not just the page's rows."""
+
+    def setUp(self):
+        self.client.force_login(User.objects.create_superuser("root", password="pw"))
+        with self.captureOnCommitCallbacks():
+            self.adds = [services.job_launch(name="testapp.add", args=[i, 1]) for i in range(4)]
+            self.hello = services.job_launch(name="testapp.say_hello", args=["Ada"])
+
+    def act(self, query: str, action: str, **extra):
+        """Post as the admin page does after "Select all": the page's rows ticked, select_across set."""
+        page = [self.adds[0].pk]  # the filter matches more rows than are ticked
+        with self.captureOnCommitCallbacks():
+            return self.client.post(f"/admin/django_celery_results/taskresult/?{query}", {
+                "action": action, "select_across": "1", "index": "0", "_selected_action": page, **extra}, follow=True)
+
+    def test_retry_all_failed_jobs_of_the_filter_skipping_those_retried_already(self):
+        TaskResult.objects.filter(pk__in=[r.pk for r in self.adds[:3]] + [self.hello.pk]).update(status=states.FAILURE)
+        TaskResult.objects.filter(pk=self.adds[3].pk).update(status=states.SUCCESS)
+        with self.captureOnCommitCallbacks():
+            services.job_retry(result=self.adds[0], user=User.objects.get())
+        TaskResult.objects.filter(task_name="testapp.add", status=states.PENDING).update(status=states.FAILURE)
+
+        confirm = self.act("status=FAILURE&task_name=testapp.add", "retry_jobs")
+        self.assertContains(confirm, "Retry 3 jobs?")  # adds[1], adds[2] and the retry of adds[0]
+        self.assertContains(confirm, "1 skipped: retried already")
+        self.assertEqual(JobRecord.objects.filter(origin="retry").count(), 1)
+
+        done = self.act("status=FAILURE&task_name=testapp.add", "retry_jobs", confirm="yes")
+        self.assertContains(done, "Retried 3 jobs. Skipped 1: retried already.")
+        retried = set(JobRecord.objects.filter(origin="retry").values_list("retry_of__result__task_name", flat=True))
+        self.assertEqual(retried, {"testapp.add"})
+        self.assertEqual(JobAction.objects.filter(kind="retry").count(), 4)
+        self.assertFalse(JobRecord.objects.filter(retry_of__result=self.hello).exists())
+
+    def test_cancel_every_queued_job_of_one_job(self):
+        TaskResult.objects.filter(pk=self.adds[3].pk).update(status=states.SUCCESS)
+        confirm = self.act("status=PENDING&task_name=testapp.add", "cancel_jobs")
+        self.assertContains(confirm, "Cancel 3 jobs?")
+        self.assertEqual(TaskResult.objects.filter(status=states.REVOKED).count(), 0)
+
+        done = self.act("status=PENDING&task_name=testapp.add", "cancel_jobs", confirm="yes")
+        self.assertContains(done, "Cancelled 3 jobs.")
+        statuses = dict(TaskResult.objects.values_list("task_id", "status"))
+        self.assertEqual([statuses[r.task_id] for r in self.adds], [states.REVOKED] * 3 + [states.SUCCESS])
+        self.assertEqual(statuses[self.hello.task_id], states.PENDING)
+        self.assertEqual(JobAction.objects.filter(kind="cancel", actor__username="root").count(), 3)
+
+
+class SearchTests(TestCase):
+    """The results admin finds what an operator pastes."""
+
+    def setUp(self):
+        self.client.force_login(User.objects.create_superuser("root", password="pw"))
+        with self.captureOnCommitCallbacks():
+            self.hello = services.job_launch(name="testapp.say_hello", args=["Grace Hopper"])
+            self.add = services.job_launch(name="testapp.add", args=[40, 2])
+        error = {"exc_type": "ConnectionError", "exc_message": ["smtp.example.org refused"]}
+        TaskResult.objects.filter(pk=self.add.pk).update(status=states.FAILURE, result=json.dumps(error))
+
+    def found(self, term: str) -> list[str]:
+        response = self.client.get("/admin/django_celery_results/taskresult/", {"q": term})
+        return [result.task_id for result in response.context["cl"].result_list]
+
+    def test_an_id_prefix_as_logs_show_it(self):
+        # Time-ordered ids: the first 8 characters name the minute, so every job of it matches.
+        self.assertEqual(set(self.found(self.add.task_id[:8])), {self.add.task_id, self.hello.task_id})
+        self.assertEqual(self.found(self.add.task_id[:18]), [self.add.task_id])
+        self.assertEqual(self.found(self.add.task_id.upper()), [self.add.task_id])
+        self.assertEqual(self.found("ffffffff"), [])
+
+    def test_text_in_arguments_and_in_errors_in_any_case(self):
+        self.assertEqual(self.found("grace hop"), [self.hello.task_id])
+        self.assertEqual(self.found("SMTP.example"), [self.add.task_id])
+        self.assertEqual(self.found("refused"), [self.add.task_id])
+
+    def test_an_error_is_searched_only_while_the_job_is_failed(self):
+        TaskResult.objects.filter(pk=self.add.pk).update(status=states.SUCCESS)
+        self.assertEqual(self.found("refused"), [])
+
+    def test_a_job_name_exactly_and_too_short_a_text_finds_nothing(self):
+        self.assertEqual(self.found("testapp.add"), [self.add.task_id])
+        self.assertEqual(self.found("zz"), [])

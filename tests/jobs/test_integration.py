@@ -164,11 +164,11 @@ class WorkerEndToEndTests(TransactionTestCase):
         kept = backends()
         self.assertTrue(kept, "the worker's pool processes should hold open connections between tasks")
         self.run_batch(20)
-        # Still the same connections: none of the first ones replaced, at most one per pool process
-        # and one for the main process (it records the jobs it revokes).
+        # Still the same connections: none of the first ones replaced, at most one per pool process,
+        # one for the main process (it records the jobs it revokes) and one for its heartbeat thread.
         after = backends()
         self.assertLessEqual(kept, after)
-        self.assertLessEqual(len(after), self.worker.concurrency + 1)
+        self.assertLessEqual(len(after), self.worker.concurrency + 2)
         kept = after
 
         # What a PostgreSQL restart does to a pool process's connection.
@@ -192,7 +192,8 @@ class ThreadsPoolConnectionTests(TransactionTestCase):
         launched = [services.job_launch(name="testapp.countdown", args=[1], launched_by=alice) for _ in range(6)]
         done = TaskResult.objects.filter(task_id__in=[result.task_id for result in launched], status="SUCCESS")
         wait_for(lambda: done.count() == 6, message=f"the jobs to run; log:\n{worker.output()[-2000:]}")
-        wait_for(lambda: len(backends()) <= 1, timeout=10,
+        # Left: the main process's and its heartbeat thread's (jobs/workers.py).
+        wait_for(lambda: len(backends()) <= 2, timeout=10,
                  message=f"the worker's connections to close; still open: {len(backends())}")
 
 

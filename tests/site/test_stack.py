@@ -7,7 +7,7 @@ from django.conf import settings
 from django.test import SimpleTestCase
 
 ROOT = Path(settings.BASE_DIR)
-APP_SERVICES = {"web", "worker", "worker-email", "worker-long", "worker-demo", "beat", "flower"}
+APP_SERVICES = {"web", "worker", "worker-email", "worker-long", "worker-demo", "beat"}
 
 
 def procfile() -> dict[str, str]:
@@ -30,6 +30,11 @@ class ComposeTests(SimpleTestCase):
     def test_names_the_whole_stack(self):
         stack = {name for name, service in self.services.items() if not service.get("profiles")}
         self.assertEqual(stack, {"postgres", "rabbitmq", "redis", "migrate", *APP_SERVICES})
+
+    def test_flower_is_optional_and_runs_as_make_flower_does(self):
+        flower = self.services["flower"]
+        self.assertEqual(flower["profiles"], ["flower"])
+        self.assertIn(flower["command"], (ROOT / "Makefile").read_text())
 
     def test_the_cluster_profile_runs_three_nodes_and_the_app_can_switch_to_it(self):
         nodes = {name: service for name, service in self.services.items() if "cluster" in service.get("profiles", ())}

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field, HttpUrl
 
 from jobs.catalog import job
+from jobs.workflows import chain, chord, step, workflow
 
 
 @job("testapp.add")
@@ -40,3 +41,51 @@ def remind(url: HttpUrl, at: datetime, day: date, level: Literal["low", "high"],
            repeat: Annotated[int, Field(ge=1, le=3)] = 1, urgent: bool = False) -> str:
     """A job with one argument of each kind the launch form knows."""
     return f"{level} {url} at {at.isoformat()} on {day.isoformat()} x{repeat} {','.join(tags)} {urgent}"
+
+
+@job("testapp.needs_file")
+def needs_file(path: str) -> str:
+    """Fail until the file at `path` exists: a job an operator can repair, then requeue."""
+    with open(path) as found:
+        return found.read()
+
+
+@job("testapp.xsum")
+def xsum(numbers: list[int]) -> int:
+    """Add up a list of integers."""
+    return sum(numbers)
+
+
+@job("testapp.sleep_then_add")
+def sleep_then_add(seconds: float, x: int, y: int = 0) -> int:
+    """Wait, then add: a step that is still running when something happens."""
+    time.sleep(seconds)
+    return x + y
+
+
+@job("testapp.number_from_file")
+def number_from_file(path: str) -> int:
+    """The integer written in the file at `path`; fails until it exists (a step to repair, then retry)."""
+    with open(path) as found:
+        return int(found.read())
+
+
+@job("testapp.sum_once")
+def sum_once(numbers: list[int], key: str) -> int:
+    """Sum, counting its runs under `key` (examples' Probe rows): a chord body that must run once."""
+    from examples.services import probe_record
+
+    probe_record(key=key)
+    return sum(numbers)
+
+
+@workflow("testapp.add_chain")
+def add_chain(x: int, times: int = 3) -> dict:
+    """Add 1 to x, `times` times in a chain."""
+    return chain(step("testapp.add", x=x, y=1), *[step("testapp.add", input="x", y=1) for _ in range(times - 1)])
+
+
+@workflow("testapp.sum_of_sums")
+def sum_of_sums(size: int) -> dict:
+    """n + n for n below `size` side by side, then their sum."""
+    return chord([step("testapp.add", x=n, y=n) for n in range(size)], step("testapp.xsum", input="numbers"))

@@ -1,0 +1,266 @@
+"""The operations pages: queues (the overview, with pause, resume and purge), dead letters and
+workers, inside the admin. Seeing needs the view permission of Queue (or Worker); acting needs
+jobs.operate_queue, and every action is audited (JobAction)."""
+from celery import states
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
+from django_celery_results.models import TaskResult
+
+from .. import broker, selectors, services
+from ..catalog import catalog
+from ..models import AlertIncident, AlertRule, JobAction, Queue, Worker
+from .charts import line_chart
+
+OPERATE = "jobs.operate_queue"
+LIVE_SECONDS = 5  # how often the pages refresh themselves while visible
+
+
+def sparkline(values: list[int], width: int = 120, height: int = 24) -> str:
+    """SVG polyline points drawing `values` left to right, scaled to the box (0 at the bottom)."""
+    if len(values) < 2:
+        return ""
+    top = max(values) or 1
+    step = width / (len(values) - 1)
+    return " ".join(f"{index * step:.1f},{height - value / top * (height - 2) - 1:.1f}"
+                    for index, value in enumerate(values))
+
+
+def stats_charts(figures: dict) -> list:
+    """The charts of job_stats() figures: jobs finished by state, queue wait and run time p50/p95."""
+    points, starts = figures["points"], figures["starts"]
+    minutes = int(figures["step"].total_seconds() // 60)
+    per = {1: "minute", 60: "hour", 1440: "day"}.get(minutes, f"{minutes // 60} hours")
+
+    def line(key):
+        return [point[key] for point in points]
+
+    def finished(status):
+        return [point["counts"].get(status, 0) for point in points]
+
+    return [
+        line_chart(title=f"Jobs finished per {per}",
+                   starts=starts, series=[("success", "line-success", finished(states.SUCCESS)),
+                                          ("failure", "line-failure", finished(states.FAILURE)),
+                                          ("revoked", "line-revoked", finished(states.REVOKED))]),
+        line_chart(title="Queue wait", starts=starts, unit="s",
+                   series=[("p50", "line-p50", line("wait_p50")), ("p95", "line-p95", line("wait_p95"))]),
+        line_chart(title="Run time", starts=starts, unit="s",
+                   series=[("p50", "line-run50", line("run_p50")), ("p95", "line-run95", line("run_p95"))]),
+    ]
+
+
+def job_links(ids: list[str]) -> dict[str, int]:
+    """The results admin's primary key of each job id, to link to its page."""
+    return dict(TaskResult.objects.filter(task_id__in=ids).values_list("task_id", "pk"))
+
+
+class OperationsAdmin(admin.ModelAdmin):
+    """Read-only: what these pages show is the broker's and the workers' to say."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Queue)
+class QueueAdmin(OperationsAdmin):
+    """The overview: every job queue with the broker's figures, jobs by state, workers alive."""
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("dead-letters/", view(self.dead_letters_view), name="jobs_queue_dead_letters"),
+            path("charts/", view(self.charts_view), name="jobs_queue_charts"),
+            path("<str:name>/pause/", view(require_POST(self.pause_view)), name="jobs_queue_pause"),
+            path("<str:name>/resume/", view(require_POST(self.resume_view)), name="jobs_queue_resume"),
+            path("<str:name>/purge/", view(self.purge_view), name="jobs_queue_purge"),
+            *super().get_urls(),
+        ]
+
+    def context(self, request, **extra):
+        return {**self.admin_site.each_context(request), "opts": self.model._meta,
+                "can_operate": request.user.has_perm(OPERATE), "live_seconds": LIVE_SECONDS, **extra}
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        queues, dead_letters, broker_error = selectors.queues_overview()
+        for row in queues:
+            row["sparkline"] = sparkline(row["stats"].depth_history) if row["stats"] else ""
+        workers = selectors.workers_overview()
+        counts = selectors.job_counts_now()
+        return TemplateResponse(request, "admin/jobs/operations/overview.html", self.context(
+            request, title="Operations", queues=queues, broker_error=broker_error,
+            counts=counts, capped=[state for state in selectors.UNFINISHED if counts[state] >= selectors.COUNT_CAP],
+            workers=workers,
+            workers_alive=sum(worker.status in ("busy", "idle") for worker in workers),
+            dead_letters=dead_letters,
+            actions=JobAction.objects.select_related("actor", "record__result")[:10],
+            throughput=stats_charts(selectors.job_stats(period="hour"))[0], alerts=selectors.alerts_firing(),
+        ))
+
+    def charts_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        period = request.GET.get("period", "hour")
+        if period not in selectors.STATS_RANGES:
+            period = "hour"
+        job, queue = request.GET.get("job", ""), request.GET.get("queue", "")
+        figures = selectors.job_stats(period=period, task_name=job, queue=queue)
+        return TemplateResponse(request, "admin/jobs/operations/charts.html", self.context(
+            request, title="Job charts", figures=figures, charts=stats_charts(figures), period=period,
+            periods=list(selectors.STATS_RANGES), job=job, queue=queue, jobs=list(catalog()),
+            queues=selectors.job_queue_names(),
+        ))
+
+    def operator_check(self, request, queue: str | None = None):
+        if not request.user.has_perm(OPERATE):
+            raise PermissionDenied
+        if queue is not None and queue not in selectors.job_queue_names():
+            raise Http404(f"No job queue named {queue!r}: the queues are {', '.join(selectors.job_queue_names())}.")
+
+    def pause_view(self, request, name):
+        self.operator_check(request, name)
+        services.queue_pause(name=name, user=request.user)
+        messages.success(request, f"Queue {name} is paused: no worker takes its jobs until it is resumed.")
+        return redirect("admin:jobs_queue_changelist")
+
+    def resume_view(self, request, name):
+        self.operator_check(request, name)
+        services.queue_resume(name=name, user=request.user)
+        messages.success(request, f"Queue {name} is resumed.")
+        return redirect("admin:jobs_queue_changelist")
+
+    def purge_view(self, request, name):
+        self.operator_check(request, name)
+        if request.method == "POST":
+            try:
+                removed = services.queue_purge(name=name, user=request.user)
+            except broker.BrokerUnavailable as exc:
+                messages.error(request, f"Queue {name} was not purged: {exc}")
+            else:
+                messages.success(request, f"Queue {name} purged: {removed} jobs removed, each now REVOKED.")
+            return redirect("admin:jobs_queue_changelist")
+        queues, _, broker_error = selectors.queues_overview()
+        stats = next((row["stats"] for row in queues if row["name"] == name), None)
+        return TemplateResponse(request, "admin/jobs/operations/purge.html", self.context(
+            request, title=f"Purge queue {name}?", name=name, stats=stats, broker_error=broker_error))
+
+    def dead_letters_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job, queue, reason = (request.GET.get(key, "").strip() for key in ("job", "queue", "reason"))
+
+        def chosen(letter: broker.DeadLetter) -> bool:
+            return ((not job or letter.task_name == job) and (not queue or letter.queue == queue)
+                    and (not reason or letter.reason == reason))
+
+        if request.method == "POST":
+            self.operator_check(request)
+            ids = set(request.POST.getlist("id"))
+            requeue = request.POST.get("action") == "requeue"
+            try:
+                done = services.dead_letters_handle(
+                    requeue=requeue, user=request.user,
+                    chosen=(lambda letter: letter.task_id in ids) if ids else chosen)
+            except broker.BrokerUnavailable as exc:
+                messages.error(request, f"Nothing was changed: {exc}")
+            else:
+                messages.success(request, f"{done} dead letters {'requeued' if requeue else 'discarded'}.")
+            return redirect(request.get_full_path())
+        try:
+            letters, total = selectors.dead_letters_peek()
+            error = ""
+        except broker.BrokerUnavailable as exc:
+            letters, total, error = [], 0, str(exc)
+        shown = [letter for letter in letters if chosen(letter)]
+        links = job_links([letter.task_id for letter in shown])
+        return TemplateResponse(request, "admin/jobs/operations/dead_letters.html", self.context(
+            request, title="Dead letters", letters=[(letter, links.get(letter.task_id)) for letter in shown],
+            total=total, error=error, filters={"job": job, "queue": queue, "reason": reason},
+            filtered=bool(job or queue or reason),
+        ))
+
+
+@admin.register(Worker)
+class WorkerAdmin(OperationsAdmin):
+    list_display = ["hostname", "state", "queues_consumed", "concurrency", "processed", "running_jobs",
+                    "last_heartbeat", "started_at"]
+    search_fields = ["hostname"]
+    change_list_template = "admin/jobs/operations/worker_change_list.html"
+
+    def get_queryset(self, request):
+        return selectors.workers_recent()
+
+    @admin.display(description="state")
+    def state(self, worker):
+        return format_html('<span class="worker-{}">{}</span>', worker.status, worker.status)
+
+    @admin.display(description="queues")
+    def queues_consumed(self, worker):
+        return format_html_join(", ", "{}{}", ((queue, "" if queue in worker.consuming else " (paused)")
+                                               for queue in worker.queues))
+
+    @admin.display(description="running now")
+    def running_jobs(self, worker):
+        if not worker.running:
+            return "idle"
+        links = job_links([job["id"] for job in worker.running])
+        return format_html_join(", ", '<a href="{}">{} {}</a>', (
+            (reverse("admin:django_celery_results_taskresult_change", args=[links[job["id"]]])
+             if job["id"] in links else "#", job["name"], job["id"][:8])
+            for job in worker.running))
+
+
+class AlertRuleForm(forms.ModelForm):
+    task_name = forms.ChoiceField(label="Job", required=False, help_text="The job it watches; empty: every job.")
+
+    class Meta:
+        model = AlertRule
+        fields = ["name", "enabled", "task_name", "measure", "threshold", "minutes", "email_staff", "webhook_url"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["task_name"].choices = [("", "every job")] + [(name, name) for name in catalog()]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("measure") == AlertRule.Measure.FAILURE_RATE and (cleaned.get("threshold") or 0) >= 100:
+            self.add_error("threshold", "A failure rate is a percentage: give a threshold below 100.")
+        if not cleaned.get("email_staff") and not cleaned.get("webhook_url"):
+            raise forms.ValidationError("Choose whom to tell: staff by email, a webhook, or both.")
+        return cleaned
+
+
+class AlertIncidentInline(admin.TabularInline):
+    model = AlertIncident
+    fields = readonly_fields = ["started_at", "ended_at", "value"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    form = AlertRuleForm
+    list_display = ["name", "task_name", "measure", "threshold", "minutes", "enabled", "state"]
+    list_filter = ["enabled", "measure"]
+    inlines = [AlertIncidentInline]
+
+    @admin.display(description="now")
+    def state(self, rule):
+        return "firing" if rule.incidents.filter(ended_at__isnull=True).exists() else "ok"

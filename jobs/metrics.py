@@ -1,0 +1,116 @@
+"""The Prometheus endpoint's metrics, read fresh at each scrape (prometheus_client's custom
+collector): queues from the broker, jobs by state, finished-job counters and wait/run histograms
+from the job statistics' all-time rows (a few rows, however many results), workers, beat.
+
+Names follow celery-exporter's spirit under a `jobs_` prefix; the README lists them, and
+docker/prometheus-alerts.yml has Alertmanager rules written against them."""
+import time
+
+import redis
+from django.conf import settings
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from . import broker, selectors, stats
+from .models import JobStats
+from .scheduling.beat import lock_name
+
+# Histogram buckets in seconds, as Prometheus users expect them; each of the statistics' finer
+# buckets is counted under the first bound at or above its own upper bound.
+BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600]
+
+
+def prometheus_buckets(histogram: dict[str, int]) -> tuple[list[tuple[str, float]], float]:
+    """Cumulative (le, count) pairs ending with +Inf, and the approximate sum of the durations."""
+    counts = [0] * (len(BOUNDS) + 1)
+    total = 0.0
+    for bucket, count in histogram.items():
+        upper = stats.bucket_upper_seconds(int(bucket))
+        counts[next((index for index, bound in enumerate(BOUNDS) if upper <= bound), len(BOUNDS))] += count
+        total += count * stats.BASE ** (int(bucket) + 0.5) / 1000
+    cumulative, running = [], 0
+    for bound, count in zip([*map(floatToGoString, BOUNDS), "+Inf"], counts, strict=True):
+        running += count
+        cumulative.append((bound, running))
+    return cumulative, total
+
+
+class JobsCollector(Collector):
+    def collect(self):
+        yield from self.queues()
+        yield from self.jobs()
+        yield from self.workers()
+        yield from self.beat()
+
+    def queues(self):
+        up = GaugeMetricFamily("jobs_broker_up", "1 when RabbitMQ's management API answered this scrape.")
+        gauges = {
+            "ready": GaugeMetricFamily("jobs_queue_messages_ready", "Jobs waiting in the queue.", labels=["queue"]),
+            "unacked": GaugeMetricFamily("jobs_queue_messages_unacked", "Jobs workers hold (running or prefetched).",
+                                         labels=["queue"]),
+            "consumers": GaugeMetricFamily("jobs_queue_consumers", "Workers consuming the queue.", labels=["queue"]),
+        }
+        paused = GaugeMetricFamily("jobs_queue_paused", "1 while the queue is paused.", labels=["queue"])
+        try:
+            figures = broker.queues_stats()
+        except broker.BrokerUnavailable:
+            figures = None
+        up.add_metric([], 1 if figures is not None else 0)
+        paused_names = selectors.paused_queues()
+        for name in [*selectors.job_queue_names(), settings.DEAD_LETTER_QUEUE]:
+            if name != settings.DEAD_LETTER_QUEUE:
+                paused.add_metric([name], 1 if name in paused_names else 0)
+            if figures and name in figures:
+                for attribute, gauge in gauges.items():
+                    gauge.add_metric([name], getattr(figures[name], attribute))
+        yield up
+        yield paused
+        yield from gauges.values()
+
+    def jobs(self):
+        unfinished = GaugeMetricFamily("jobs_unfinished", "Jobs queued or running, by state (counted up to "
+                                       f"{selectors.COUNT_CAP}).", labels=["state"])
+        for state, count in selectors.unfinished_counts().items():
+            unfinished.add_metric([state], count)
+        yield unfinished
+
+        finished = CounterMetricFamily("jobs_finished", "Jobs finished, by job, queue and final state "
+                                       "(counted every minute).", labels=["job", "queue", "state"])
+        wait = HistogramMetricFamily("jobs_wait_seconds", "Time from launch to start.", labels=["job", "queue"])
+        run = HistogramMetricFamily("jobs_run_seconds", "Time from start to end.", labels=["job", "queue"])
+        merged: dict[tuple[str, str], tuple[dict, dict]] = {}
+        for row in JobStats.objects.filter(period=JobStats.Period.TOTAL):
+            finished.add_metric([row.task_name, row.queue, row.status], row.count)
+            wait_total, run_total = merged.setdefault((row.task_name, row.queue), ({}, {}))
+            stats.histogram_add(wait_total, row.wait)
+            stats.histogram_add(run_total, row.run)
+        for labels, (wait_histogram, run_histogram) in sorted(merged.items()):
+            for family, histogram in ((wait, wait_histogram), (run, run_histogram)):
+                buckets, total = prometheus_buckets(histogram)
+                family.add_metric(list(labels), buckets=buckets, sum_value=total)
+        yield finished
+        yield wait
+        yield run
+
+    def workers(self):
+        workers = GaugeMetricFamily("jobs_workers", "Workers by state (lost: silent for three heartbeats).",
+                                    labels=["state"])
+        by_status = dict.fromkeys(["busy", "idle", "lost", "stopped"], 0)
+        for worker in selectors.workers_overview():
+            by_status[worker.status] += 1
+        for status, count in by_status.items():
+            workers.add_metric([status], count)
+        yield workers
+
+    def beat(self):
+        """Beat renews its lock in Redis once a second while it schedules: the renewal is its tick.
+        No sample while no beat holds the lock (or Redis cannot say): alert on absent()."""
+        tick = GaugeMetricFamily("jobs_beat_last_tick_timestamp_seconds", "When beat last ticked (Unix time).")
+        try:
+            remaining = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).pttl(lock_name())
+        except redis.exceptions.RedisError:
+            remaining = None
+        if remaining and remaining > 0:
+            tick.add_metric([], time.time() - (settings.BEAT_LOCK_TIMEOUT * 1000 - remaining) / 1000)
+        yield tick

@@ -1,0 +1,96 @@
+"""The worker's side of the operations pages, run in each worker's main process.
+
+Every WORKER_HEARTBEAT_SECONDS a worker writes what it is (queues, pool size, jobs processed and
+running) to the Worker table, so the workers page outlives restarts, as Flower's memory does not;
+and it keeps to the queues' paused state: a worker started while a queue is paused never consumes
+it, and one that missed a pause or resume broadcast is put right at its next heartbeat.
+"""
+import logging
+import os
+import threading
+
+from celery.worker import state
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from . import selectors, services
+
+logger = logging.getLogger(__name__)
+
+
+class Heartbeat(threading.Thread):
+    """The thread that describes this worker every few seconds and keeps it off paused queues."""
+
+    def __init__(self, consumer, queues: list[str]):
+        super().__init__(name="jobs-heartbeat", daemon=True)
+        self.consumer, self.queues = consumer, queues
+        self.hostname = consumer.hostname
+        self.started_at = timezone.now()
+        self.stopping = threading.Event()
+
+    def run(self):
+        while True:
+            close_old_connections()  # a connection PostgreSQL dropped is replaced, not reused
+            try:
+                self.beat()
+            except DatabaseError as exc:
+                logger.warning("Worker heartbeat not recorded: %s", exc)
+            except Exception:
+                logger.exception("Worker heartbeat failed")
+            if self.stopping.wait(settings.WORKER_HEARTBEAT_SECONDS):
+                return
+
+    def consuming(self) -> list[str]:
+        task_consumer = self.consumer.task_consumer
+        return sorted(queue.name for queue in (task_consumer.queues if task_consumer else []))
+
+    def beat(self):
+        consuming = self.consuming()
+        services.worker_heartbeat(
+            hostname=self.hostname, pid=os.getpid(), queues=self.queues, consuming=consuming,
+            concurrency=self.consumer.pool.num_processes if self.consumer.pool else 0,
+            processed=state.all_total_count[0], started_at=self.started_at,
+            running=[{"id": request.id, "name": request.name} for request in list(state.active_requests)],
+        )
+        paused = selectors.paused_queues()
+        for queue in self.queues:
+            if queue in paused and queue in consuming:
+                services.consumers_tell("cancel_consumer", queue, destination=[self.hostname])
+            elif queue not in paused and queue not in consuming:
+                services.consumers_tell("add_consumer", queue, destination=[self.hostname])
+
+    def stop(self):
+        self.stopping.set()
+        self.join(timeout=5)
+        services.worker_stopped(hostname=self.hostname)
+
+
+_heartbeat: Heartbeat | None = None
+
+
+def worker_setting_up(sender: str, instance, **kwargs) -> None:
+    """celeryd_after_setup: before the worker consumes anything, leave out the paused queues."""
+    queues = instance.app.amqp.queues
+    instance.jobs_queues = sorted(queues.consume_from)  # what it was started for, paused or not
+    try:
+        paused = selectors.paused_queues() & set(instance.jobs_queues)
+    except DatabaseError as exc:  # consume everything now; the first heartbeat that reaches it pauses
+        logger.warning("Could not read the paused queues: %s", exc)
+        return
+    if paused:
+        logger.info("Not consuming the paused queues %s", ", ".join(sorted(paused)))
+        queues.deselect(paused)
+
+
+def worker_ready(consumer) -> None:
+    """Start this worker's heartbeat (worker_ready)."""
+    global _heartbeat
+    _heartbeat = Heartbeat(consumer, getattr(consumer.controller, "jobs_queues", []))
+    _heartbeat.start()
+
+
+def worker_shutdown(**kwargs) -> None:
+    """worker_shutdown: a clean stop is recorded, so the worker is shown stopped, not lost."""
+    if _heartbeat is not None:
+        _heartbeat.stop()

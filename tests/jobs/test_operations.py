@@ -1,0 +1,215 @@
+"""The operations pages: queues paused, resumed and purged on the real RabbitMQ with real workers,
+workers seen alive and lost, dead letters listed and requeued, permissions and a broker outage."""
+import os
+import tempfile
+from unittest import mock
+
+from celery import states
+from django.contrib.auth.models import User
+from django.test import TestCase, TransactionTestCase, override_settings, tag
+from django.urls import reverse
+from django_celery_results.models import TaskResult
+
+from jobs import broker, services
+from jobs.models import JobAction, Queue
+from jobs.models import Worker as WorkerRow
+from jobs.testing.processes import Worker, dead_letter_count, free_port, wait_for
+from tests.users import grant
+
+OVERVIEW = reverse("admin:jobs_queue_changelist")
+HEARTBEAT = {"WORKER_HEARTBEAT_SECONDS": "0.5"}
+
+
+def staff(username: str, *permissions: str) -> User:
+    return grant(User.objects.create_user(username, is_staff=True), *permissions)
+
+
+def ready(queue: str) -> int:
+    """Messages waiting in `queue`, as the management API reports them (it samples every few seconds)."""
+    stats = broker.queues_stats().get(queue)
+    return stats.ready if stats else 0
+
+
+def launch(n: int, queue: str = "default") -> list[str]:
+    return [services.job_launch(name="testapp.add", args=[i, 1], options={"queue": queue}).task_id
+            for i in range(n)]
+
+
+def statuses(ids: list[str]) -> set[str]:
+    return set(TaskResult.objects.filter(task_id__in=ids).values_list("status", flat=True))
+
+
+@tag("integration")
+@override_settings(WORKER_HEARTBEAT_SECONDS=0.5)
+class QueueControlTests(TransactionTestCase):
+    def setUp(self):
+        self.operator = staff("olga", "jobs.view_queue", "jobs.operate_queue")
+        self.client.force_login(self.operator)
+
+    def start_worker(self, queues="default"):
+        worker = Worker(concurrency=2, queues=queues, environment=HEARTBEAT).start()
+        self.addCleanup(worker.stop)
+        wait_for(lambda: WorkerRow.objects.filter(hostname=worker.name).exists(), message="the first heartbeat")
+        return worker
+
+    def consuming(self, worker) -> list[str]:
+        return WorkerRow.objects.get(hostname=worker.name).consuming
+
+    def test_a_paused_queue_fills_while_jobs_are_launched_and_drains_when_resumed(self):
+        worker = self.start_worker()
+        response = self.client.post(reverse("admin:jobs_queue_pause", args=["default"]))
+        self.assertRedirects(response, OVERVIEW)
+        wait_for(lambda: self.consuming(worker) == [], message="the worker to stop consuming default")
+
+        ids = launch(5)
+        wait_for(lambda: ready("default") == 5, timeout=30, message="five jobs waiting in default")
+        self.assertEqual(statuses(ids), {states.PENDING})
+        page = self.client.get(OVERVIEW).content.decode()
+        self.assertIn('<span class="badge paused"', page)
+        self.assertIn("Resume", page)
+
+        self.client.post(reverse("admin:jobs_queue_resume", args=["default"]))
+        wait_for(lambda: statuses(ids) == {states.SUCCESS}, timeout=30, message=f"the queue to drain:\n{worker.output()}")
+        wait_for(lambda: ready("default") == 0, timeout=30, message="default to be empty")
+        self.assertEqual(list(JobAction.objects.filter(queue="default").values_list("kind", "actor__username")),
+                         [("resume", "olga"), ("pause", "olga")])
+
+    def test_a_worker_started_while_its_queue_is_paused_stays_off_it(self):
+        services.queue_pause(name="default", user=self.operator)
+        ids = launch(2)
+        worker = self.start_worker("default,email")
+        self.assertEqual(self.consuming(worker), ["email"])
+        self.assertEqual(WorkerRow.objects.get(hostname=worker.name).queues, ["default", "email"])
+        self.assertEqual(statuses(ids), {states.PENDING})
+
+        services.queue_resume(name="default", user=self.operator)
+        wait_for(lambda: statuses(ids) == {states.SUCCESS}, timeout=30, message=f"the jobs to run:\n{worker.output()}")
+
+    def test_a_worker_that_missed_the_pause_is_put_right_by_its_heartbeat(self):
+        worker = self.start_worker()
+        # Paused in the database only, as when the broadcast was lost.
+        Queue.objects.create(name="default", paused_at="2026-01-01T00:00Z")
+        wait_for(lambda: self.consuming(worker) == [], timeout=10, message="the heartbeat to stop default")
+
+    def test_purge_removes_the_waiting_jobs_and_revokes_them(self):
+        services.queue_pause(name="email", user=self.operator)
+        ids = launch(3, queue="email")
+        wait_for(lambda: ready("email") == 3, timeout=30, message="three jobs waiting in email")
+        confirm = self.client.get(reverse("admin:jobs_queue_purge", args=["email"]))
+        self.assertContains(confirm, "3 jobs waiting in email will be removed")
+
+        response = self.client.post(reverse("admin:jobs_queue_purge", args=["email"]), follow=True)
+        self.assertContains(response, "Queue email purged: 3 jobs removed")
+        self.assertEqual(statuses(ids), {states.REVOKED})
+        self.assertIn("purged from queue email by olga", TaskResult.objects.get(task_id=ids[0]).result)
+        self.assertEqual(JobAction.objects.get(kind="purge").detail, "3 messages")
+        wait_for(lambda: ready("email") == 0, timeout=30, message="email to be empty")
+
+
+@tag("integration")
+@override_settings(WORKER_HEARTBEAT_SECONDS=0.5)
+class WorkerPageTests(TransactionTestCase):
+    def setUp(self):
+        self.client.force_login(staff("vera", "jobs.view_worker"))
+
+    def test_a_killed_worker_turns_lost_and_a_stopped_one_stopped(self):
+        killed = Worker(concurrency=1, environment=HEARTBEAT).start()
+        stopped = Worker(concurrency=1, queues="email", environment=HEARTBEAT).start()
+        self.addCleanup(stopped.stop)
+        row = wait_for(lambda: WorkerRow.objects.filter(hostname=killed.name).first(), message="a heartbeat")
+        self.assertEqual((row.status, row.queues, row.concurrency), ("idle", ["default"], 1))
+
+        killed.kill()
+        stopped.stop()
+        wait_for(lambda: WorkerRow.objects.get(hostname=killed.name).status == "lost", timeout=10,
+                 message="the killed worker to be lost")
+        self.assertEqual(WorkerRow.objects.get(hostname=stopped.name).status, "stopped")
+        page = self.client.get(reverse("admin:jobs_worker_changelist")).content.decode()
+        self.assertIn('<span class="worker-lost">lost</span>', page)
+        self.assertIn('<span class="worker-stopped">stopped</span>', page)
+
+    def test_a_busy_worker_shows_the_job_it_runs_linked(self):
+        worker = Worker(concurrency=1, environment=HEARTBEAT).start()
+        self.addCleanup(worker.stop)
+        job = services.job_launch(name="testapp.countdown", args=[5], options={"queue": "default"})
+        wait_for(lambda: WorkerRow.objects.get(hostname=worker.name).status == "busy", timeout=20, message="busy")
+        page = self.client.get(reverse("admin:jobs_worker_changelist")).content.decode()
+        link = reverse("admin:django_celery_results_taskresult_change", args=[TaskResult.objects.get(task_id=job.task_id).pk])
+        self.assertIn(f'<a href="{link}">testapp.countdown {job.task_id[:8]}</a>', page)
+
+
+@tag("integration")
+class DeadLetterTests(TransactionTestCase):
+    def test_a_rejected_job_is_listed_with_its_death_and_requeued_once_repaired(self):
+        operator = staff("otto", "jobs.view_queue", "jobs.operate_queue")
+        self.client.force_login(operator)
+        worker = Worker(concurrency=1).start()
+        self.addCleanup(worker.stop)
+        path = os.path.join(tempfile.mkdtemp(), "needed.txt")
+        before = dead_letter_count()
+        job = services.job_launch(name="testapp.needs_file", kwargs={"path": path}, options={"queue": "default"})
+        wait_for(lambda: dead_letter_count() == before + 1, timeout=30, message=f"the dead letter:\n{worker.output()}")
+
+        page = self.client.get(reverse("admin:jobs_queue_dead_letters"), {"job": "testapp.needs_file"})
+        result = TaskResult.objects.get(task_id=job.task_id)
+        self.assertEqual(result.status, states.FAILURE)
+        link = reverse("admin:django_celery_results_taskresult_change", args=[result.pk])
+        self.assertContains(page, f'<a href="{link}">{job.task_id}</a>')
+        self.assertContains(page, "<td>default</td><td>rejected</td><td>1</td>", html=False)
+
+        with open(path, "w") as repaired:
+            repaired.write("found")
+        response = self.client.post(reverse("admin:jobs_queue_dead_letters") + "?job=testapp.needs_file",
+                                    {"action": "requeue"}, follow=True)
+        self.assertContains(response, "1 dead letters requeued.")
+        wait_for(lambda: TaskResult.objects.get(task_id=job.task_id).status == states.SUCCESS, timeout=30,
+                 message=f"the requeued job to succeed:\n{worker.output()}")
+        self.assertEqual(dead_letter_count(), before)
+        action = JobAction.objects.get(kind="requeue")
+        self.assertEqual((action.record_id, action.actor, action.detail), (result.pk, operator, "after 1 deaths (rejected)"))
+
+
+class OperationsPermissionTests(TestCase):
+    def test_the_view_permission_sees_the_overview_without_its_controls(self):
+        self.client.force_login(staff("wim", "jobs.view_queue"))
+        page = self.client.get(OVERVIEW)
+        self.assertContains(page, "Queues")
+        self.assertNotContains(page, "Pause</button>")
+        self.assertEqual(self.client.post(reverse("admin:jobs_queue_pause", args=["default"])).status_code, 403)
+        self.assertEqual(self.client.get(reverse("admin:jobs_queue_purge", args=["default"])).status_code, 403)
+        self.assertFalse(Queue.objects.exists())
+
+    def test_an_unknown_queue_is_a_404_that_names_the_queues(self):
+        self.client.force_login(staff("zoe", "jobs.view_queue", "jobs.operate_queue"))
+        response = self.client.post(reverse("admin:jobs_queue_pause", args=["defualt"]))
+        self.assertContains(response, "No job queue named &#x27;defualt&#x27;: the queues are default, demo", status_code=404)
+        self.assertFalse(Queue.objects.exists())
+
+    def test_unfinished_jobs_are_counted_up_to_a_cap(self):
+        self.client.force_login(staff("uma", "jobs.view_queue"))
+        for index in range(4):
+            TaskResult.objects.create(task_id=f"queued-{index}", task_name="testapp.add", status=states.PENDING)
+        with mock.patch("jobs.selectors.COUNT_CAP", 3):
+            page = self.client.get(OVERVIEW)
+        self.assertContains(page, '<td class="PENDING">3+</td>', html=True)
+        self.assertContains(self.client.get(OVERVIEW), '<td class="PENDING">4</td>', html=True)
+
+    def test_a_paused_queue_is_marked_in_the_results_admin_filter_too(self):
+        root = User.objects.create_superuser("root", password="pw")
+        services.queue_pause(name="email", user=root)
+        self.client.force_login(root)
+        page = self.client.get(reverse("admin:django_celery_results_taskresult_changelist"))
+        self.assertContains(page, "email (paused)</a>")
+        self.assertNotContains(page, "default (paused)")
+
+    def test_staff_without_the_view_permission_are_refused(self):
+        self.client.force_login(staff("xena"))
+        self.assertEqual(self.client.get(OVERVIEW).status_code, 403)
+
+    def test_an_unreachable_management_api_is_said_plainly_and_the_page_still_renders(self):
+        self.client.force_login(staff("yann", "jobs.view_queue", "jobs.operate_queue"))
+        with override_settings(RABBITMQ_MANAGEMENT_URL=f"http://127.0.0.1:{free_port()}"):
+            page = self.client.get(OVERVIEW)
+        self.assertContains(page, "The broker's figures are unavailable: RabbitMQ&#x27;s management API at http://127.0.0.1:")
+        self.assertContains(page, 'id="queue-default"')
+        self.assertContains(page, "Pause</button>")
