@@ -20,9 +20,10 @@ class ImportRowErrorInline(admin.TabularInline):
 
 @admin.register(ContactImport)
 class ContactImportAdmin(admin.ModelAdmin):
-    list_display = ["original_name", "uploaded_by", "uploaded_at", "rows", "imported", "invalid", "task_id"]
+    list_display = ["original_name", "uploaded_by", "uploaded_at", "rows", "imported", "invalid", "workflow"]
     list_filter = ["uploaded_at"]
-    readonly_fields = ["file", "original_name", "uploaded_by", "uploaded_at", "rows", "imported", "invalid", "task_id"]
+    readonly_fields = ["file", "original_name", "uploaded_by", "uploaded_at", "rows", "imported", "invalid", "workflow",
+                       "task_id"]
     inlines = [ImportRowErrorInline]
 
     def has_add_permission(self, request):

@@ -9,7 +9,7 @@ from jobs.api import error, errors
 from jobs.models import JobRecord
 from jobs.throttling import JobLaunchThrottle
 
-from . import services
+from . import selectors, services
 from .uploads import upload_refused
 
 router = Router(tags=["imports"])
@@ -18,14 +18,15 @@ router = Router(tags=["imports"])
 class ImportOut(Schema):
     id: int
     rows: int = Field(description="Data rows found in the file.")
-    job: str = Field(description="The import job's status URL.")
+    workflow: str = Field(description="The import's status URL: its chunks side by side, then their summary.")
+    job: str = Field(description="The status URL of the job that ends the import (the summary step).")
     errors: str = Field(description="Where the refused rows can be downloaded once the job is done.")
 
 
 @router.post("/", response={202: ImportOut, **errors(403, 413, 422, 429, 503)}, url_name="import_create",
              throttle=[JobLaunchThrottle()])  # counted before the body is read
 def import_create(request, response: HttpResponse, file: UploadedFile = File(None)):  # noqa: B008 (ninja's way)
-    """Upload a CSV of contacts (columns email, name, phone); a job on the long queue imports it."""
+    """Upload a CSV of contacts (columns email, name, phone); chunk jobs on the long queue import it side by side."""
     if refused := upload_refused(request):
         return error(request, 413, refused)
     if file is None:
@@ -35,9 +36,11 @@ def import_create(request, response: HttpResponse, file: UploadedFile = File(Non
         contact_import = services.contact_import_create(upload=file, user=request.user, origin=JobRecord.Origin.API)
     except services.ImportRefused as exc:
         return error(request, 413 if file.size > settings.IMPORT_MAX_BYTES else 422, str(exc))
-    job_url = request.build_absolute_uri(reverse("api:job_detail", args=[contact_import.task_id]))
-    response["Location"] = job_url
+    workflow_url = request.build_absolute_uri(reverse("api:workflow_detail", args=[contact_import.workflow_id]))
+    job_id = selectors.import_summary_job_id(contact_import=contact_import)
+    response["Location"] = workflow_url
     return 202, {
-        "id": contact_import.pk, "rows": contact_import.rows, "job": job_url,
+        "id": contact_import.pk, "rows": contact_import.rows, "workflow": workflow_url,
+        "job": request.build_absolute_uri(reverse("api:job_detail", args=[job_id])),
         "errors": request.build_absolute_uri(reverse("contacts:import_errors", args=[contact_import.pk])),
     }

@@ -12,6 +12,10 @@ class Contact(models.Model):
     name = models.CharField(max_length=200)
     phone = models.CharField(max_length=40, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Where its values come from: an import's chunks run side by side and may be retried, so an
+    # address in several rows keeps the last row of the newest import, whichever chunk ran last.
+    source = models.ForeignKey("ContactImport", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    line = models.PositiveIntegerField(default=0, help_text="The line of the source file its values come from.")
 
     class Meta:
         ordering = ["email"]
@@ -31,7 +35,9 @@ class ContactImport(models.Model):
     rows = models.PositiveIntegerField(default=0, help_text="Data rows in the file (the header excluded).")
     imported = models.PositiveIntegerField(default=0)
     invalid = models.PositiveIntegerField(default=0)
-    task_id = models.CharField(max_length=255, blank=True, help_text="The import job.")
+    workflow = models.ForeignKey("jobs.Workflow", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                                 help_text="The import: its chunks side by side, then their summary.")
+    task_id = models.CharField(max_length=255, blank=True, help_text="The import job, for imports made before workflows.")
 
     class Meta:
         ordering = ["-uploaded_at"]

@@ -17,3 +17,10 @@ def contacts_visible_to(*, user: AbstractBaseUser) -> QuerySet[Contact]:
     if user.has_perm("contacts.view_contact"):
         return Contact.objects.select_related("owner")
     return Contact.objects.filter(owner=user)
+
+
+def import_summary_job_id(*, contact_import: ContactImport) -> str:
+    """The job that ends an import (its summary step, as launched; the single job of an older import)."""
+    if contact_import.workflow_id is None:
+        return contact_import.task_id
+    return contact_import.workflow.steps.get(task_name="jobs.import_contacts_summary").task_id

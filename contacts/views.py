@@ -35,7 +35,7 @@ def import_list(request):
         except JobLaunchError as exc:
             form.add_error(None, str(exc))
         else:
-            return redirect("jobs:detail", contact_import.task_id)
+            return redirect("jobs:workflow", contact_import.workflow_id)
     return render(request, "contacts/import_list.html", {"form": form, "imports": _imports(request)})
 
 

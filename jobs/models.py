@@ -259,7 +259,7 @@ class Workflow(models.Model):
 
     id = models.CharField(max_length=36, primary_key=True, default=new_workflow_id, editable=False)
     name = models.CharField(max_length=255, blank=True, db_index=True,
-                            help_text="The declared workflow's name; empty for one launched as JSON.")
+                            help_text="The declared workflow's name, or the one code gave it; empty for one launched as JSON.")
     spec = models.JSONField(help_text="The graph as launched: chain, group, chord and steps.")
     launched_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="workflows"

@@ -182,6 +182,8 @@ FETCH_ALLOWED_NETWORKS = env.list("FETCH_ALLOWED_NETWORKS", default=[])
 # CSV imports: refused before anything is stored or enqueued when larger.
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=200_000)
+# Rows a chunk job imports: chunks run side by side on `long`; a worker holds one chunk, not the file.
+IMPORT_CHUNK_ROWS = env.int("IMPORT_CHUNK_ROWS", default=25_000)
 # Larger uploads are stopped while they stream in, never spooled to disk in full (contacts/uploads.py).
 FILE_UPLOAD_HANDLERS = [
     "contacts.uploads.SizeLimitedUploadHandler",
@@ -261,6 +263,7 @@ CELERY_TASK_DEFAULT_QUEUE_TYPE = BROKER_QUEUE_TYPE
 CELERY_TASK_ROUTES = {
     "jobs.send_activation_email": {"queue": "email"},
     "jobs.import_contacts": {"queue": "long"},
+    "jobs.import_contacts_chunk": {"queue": "long"},
     "jobs.build_report": {"queue": "long"},
     # Anyone may launch the countdown, for up to 10 minutes: on a queue of its own, where it can
     # delay only other countdowns, never an import or a report.

@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import TransactionTestCase, override_settings, tag
 from django_celery_results.models import TaskResult
 
-from contacts.models import Contact
+from contacts.models import Contact, ContactImport
 from jobs import services
 from jobs.models import JobRecord
 from jobs.testing.processes import Worker, wait_for
@@ -30,7 +30,8 @@ class SeedJobsOnRealWorkersTests(TransactionTestCase):
         # filemail:// paths drop one leading slash: four for an absolute path.
         environment = {"MEDIA_ROOT": cls.media, "EMAIL_URL": f"filemail:///{cls.outbox}",
                        "FETCH_ALLOWED_NETWORKS": "127.0.0.1/32"}  # the stand-in third party
-        cls.workers = [Worker(concurrency=1, queues=queue, environment=environment) for queue in ("default", "email", "long")]
+        cls.workers = [Worker(concurrency=concurrency, queues=queue, environment=environment)
+                       for queue, concurrency in (("default", 1), ("email", 1), ("long", 2))]
         for worker in cls.workers:
             worker.start()
             cls.addClassCleanup(worker.stop)
@@ -65,16 +66,27 @@ class SeedJobsOnRealWorkersTests(TransactionTestCase):
         self.assertTrue(User.objects.get(username="ada@example.com").is_active)
         self.assertIn("Task jobs.send_activation_email", self.workers[1].output())
 
-    def test_csv_import_runs_on_the_long_worker_and_never_duplicates(self):
+    @override_settings(IMPORT_CHUNK_ROWS=500)
+    def test_csv_import_runs_its_chunks_side_by_side_on_the_long_worker_and_never_duplicates(self):
         rows = "".join(f"person{n}@example.com,Person {n},{n}\n" for n in range(3000))
-        text = "email,name,phone\n" + rows + "broken,No email,0\n"
+        # Addresses met again in later chunks: their last line wins, whichever chunk runs last.
+        again = "".join(f"person{n}@example.com,Again {n},{n}\n" for n in range(0, 3000, 7))
+        text = "email,name,phone\n" + rows + "broken,No email,0\n" + again
         for _ in range(2):  # the same file twice
             response = self.client.post("/api/imports/", {"file": SimpleUploadedFile("c.csv", text.encode())})
             self.assertEqual(response.status_code, 202, response.content)
             job = self.finished(response.json()["job"].rstrip("/").rsplit("/", 1)[-1])
             self.assertEqual(job.status, "SUCCESS", job.result)
+            contact_import = ContactImport.objects.get(pk=response.json()["id"])
+            self.assertEqual((contact_import.workflow.state, contact_import.workflow.steps_total), ("SUCCESS", 7 + 1))
+            self.assertEqual((contact_import.imported, contact_import.invalid), (3000 + 429, 1))
         self.assertEqual(Contact.objects.count(), 3000)
-        self.assertIn("Task jobs.import_contacts", self.workers[2].output())
+        self.assertEqual(Contact.objects.filter(name__startswith="Again").count(), 429)
+        chunks_done = [line for line in self.workers[2].output().splitlines()
+                       if "Task jobs.import_contacts_chunk" in line and "succeeded" in line]
+        self.assertEqual(len(chunks_done), 2 * 7)
+        processes = {line.split("/ForkPoolWorker-")[1].split("]")[0] for line in chunks_done}
+        self.assertGreaterEqual(len(processes), 2, chunks_done)  # both of the worker's processes imported
         errors = self.client.get(response.json()["errors"])
         self.assertIn(b"3002,Enter a valid email address.,\"broken,No email,0\"", errors.content)
 

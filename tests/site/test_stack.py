@@ -82,7 +82,7 @@ class ComposeTests(SimpleTestCase):
                 consumed[name] = command.split("--queues ")[1].split()[0]
         self.assertEqual(set(consumed.values()), queues)
         long = procfile()["worker-long"]
-        self.assertIn("--concurrency 1 --prefetch-multiplier 1", long)
+        self.assertIn("--concurrency 2 --prefetch-multiplier 1", long)  # an import's chunks side by side
         time_limit = int(long.split("--time-limit ")[1].split()[0])
         rabbitmq_consumer_timeout = 30 * 60
         self.assertLess(time_limit, rabbitmq_consumer_timeout)
