@@ -251,7 +251,7 @@ class StepOut(Schema):
 
 class WorkflowOut(Schema):
     id: str
-    name: str = Field(description="The declared workflow's name; empty for one launched as a spec.")
+    name: str = Field(description="The declared workflow's name, or the one code gave it; empty for one launched as a spec.")
     state: str = Field(description="RUNNING, SUCCESS, FAILURE or REVOKED.")
     url: str
     page: str = Field(description="Its page, with the live graph.")
