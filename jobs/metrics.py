@@ -81,7 +81,8 @@ class JobsCollector(Collector):
         run = HistogramMetricFamily("jobs_run_seconds", "Time from start to end.", labels=["job", "queue"])
         merged: dict[tuple[str, str], tuple[dict, dict]] = {}
         for row in JobStats.objects.filter(period=JobStats.Period.TOTAL):
-            finished.add_metric([row.task_name, row.queue, row.status], row.count)
+            for state, count in row.counts.items():
+                finished.add_metric([row.task_name, row.queue, state], count)
             wait_total, run_total = merged.setdefault((row.task_name, row.queue), ({}, {}))
             stats.histogram_add(wait_total, row.wait)
             stats.histogram_add(run_total, row.run)

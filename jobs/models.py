@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
+from celery import states
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -7,6 +8,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from .managers import StoredResultManager
+from .stats import histogram_add
 
 
 class StoredTaskResult(TaskResult):
@@ -143,10 +145,11 @@ class Worker(models.Model):
 
 
 class JobStats(models.Model):
-    """Finished jobs counted by period, job, queue and final state, with histograms of their queue
+    """Finished jobs counted by period, job and queue, by final state, with histograms of their queue
     wait and run time (jobs/stats.py), kept incrementally from the results as they finish. The
     charts and metrics read these rows, never a scan of the results, so they cost the same at 10,000
-    results and at 10 million; and they outlive the results' retention."""
+    results and at 10 million; and they outlive the results' retention. One row holds every final
+    state's count (a chart point reads one row per job and queue, not one per state too)."""
 
     class Period(models.TextChoices):
         # Each chart reads the period one of its points spans: as many rows whatever the volume.
@@ -167,18 +170,34 @@ class JobStats(models.Model):
     start = models.DateTimeField()
     task_name = models.CharField(max_length=255)
     queue = models.CharField(max_length=200, blank=True)
-    status = models.CharField(max_length=50)
-    count = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    revoked = models.PositiveIntegerField(default=0)
     wait = models.JSONField(default=dict, help_text="Queue wait histogram: {bucket: jobs}.")
     run = models.JSONField(default=dict, help_text="Run time histogram: {bucket: jobs}.")
 
     class Meta:
         verbose_name_plural = "job stats"
-        constraints = [models.UniqueConstraint(fields=["period", "start", "task_name", "queue", "status"],
-                                               name="jobs_jobstats_unique")]
+        constraints = [models.UniqueConstraint(fields=["period", "start", "task_name", "queue"],
+                                               name="jobs_jobstats_unique_job")]
+
+    # The field counting each final state (celery.states.READY_STATES).
+    STATE_FIELDS = {states.SUCCESS: "succeeded", states.FAILURE: "failed", states.REVOKED: "revoked"}
 
     def __str__(self):
-        return f"{self.task_name} {self.status} x{self.count} in the {self.period} from {self.start:%Y-%m-%d %H:%M}"
+        return f"{self.task_name} x{sum(self.counts.values())} in the {self.period} from {self.start:%Y-%m-%d %H:%M}"
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Jobs by final state."""
+        return {state: getattr(self, field) for state, field in self.STATE_FIELDS.items()}
+
+    def add(self, counts: dict[str, int], wait: dict[str, int], run: dict[str, int]) -> None:
+        """Add jobs by final state and their wait and run histograms to this row (not saved)."""
+        for state, count in counts.items():
+            setattr(self, self.STATE_FIELDS[state], getattr(self, self.STATE_FIELDS[state]) + count)
+        histogram_add(self.wait, wait)
+        histogram_add(self.run, run)
 
     @classmethod
     def period_start(cls, period: str, moment: datetime) -> datetime:

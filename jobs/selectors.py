@@ -211,9 +211,10 @@ def job_counts_now() -> dict[str, int]:
     counts.update(unfinished_counts())
     since = timezone.now() - timedelta(hours=1)
     counted_to = JobStatsProgress.objects.filter(pk=1).values_list("counted_to", flat=True).first() or since
-    counted = JobStats.objects.filter(period=JobStats.Period.MINUTE, start__gte=since)
-    for status, count in counted.values_list("status").annotate(Sum("count")):
-        counts[status] = counts.get(status, 0) + count
+    counted = JobStats.objects.filter(period=JobStats.Period.MINUTE, start__gte=since).aggregate(
+        **{state: Sum(field, default=0) for state, field in JobStats.STATE_FIELDS.items()})
+    for status, count in counted.items():
+        counts[status] += count
     recent = TaskResult.objects.filter(date_done__gt=max(counted_to, since), status__in=states.READY_STATES)
     for status, count in recent.values_list("status").annotate(Count("id")):
         counts[status] = counts.get(status, 0) + count
@@ -257,7 +258,7 @@ class _Figures:
 def _summary(rows) -> dict[str, Any]:
     figures = _Figures()
     for row in rows:
-        figures.add({row.status: row.count}, row.wait, row.run)
+        figures.add(row.counts, row.wait, row.run)
     return figures.summary()
 
 
@@ -277,9 +278,9 @@ def job_stats(*, period: str, task_name: str = "", queue: str = "") -> dict[str,
     by_point = [_Figures() for _ in range(points)]
     by_job: dict[str, _Figures] = {}
     by_queue: dict[str, _Figures] = {}
-    for start, name, queue_name, status, count, wait, run in rows.values_list(
-            "start", "task_name", "queue", "status", "count", "wait", "run"):
-        counts = {status: count}
+    for start, name, queue_name, wait, run, *counted in rows.values_list(
+            "start", "task_name", "queue", "wait", "run", *JobStats.STATE_FIELDS.values()):
+        counts = dict(zip(JobStats.STATE_FIELDS, counted))
         by_point[min(int((start - first) / step), points - 1)].add(counts, wait, run)
         by_job.setdefault(name, _Figures()).add(counts, wait, run)
         by_queue.setdefault(queue_name, _Figures()).add(counts, wait, run)
@@ -352,7 +353,7 @@ def alert_measure(rule: AlertRule, *, now) -> float | None:
     rows = JobStats.objects.filter(period=JobStats.Period.MINUTE, start__gte=now - timedelta(minutes=rule.minutes))
     if rule.task_name:
         rows = rows.filter(task_name=rule.task_name)
-    summary = _summary(list(rows.only("status", "count", "wait", "run")))
+    summary = _summary(rows.only(*JobStats.STATE_FIELDS.values(), "wait", "run"))
     if rule.measure == AlertRule.Measure.FAILURE_RATE:
         return summary["failure_rate"] * 100 if summary["total"] >= ALERT_MIN_JOBS else None
     return summary["wait_p95"]

@@ -407,12 +407,10 @@ def _job_stats_add(start, end, *, now) -> int:
             keep = JobStats.KEEP.get(period)  # TOTAL is kept for ever
             if keep and period_start < now - keep:
                 continue
-            row = added.setdefault((period, period_start, task_name, queue, status), JobStats(
-                period=period, start=period_start, task_name=task_name, queue=queue, status=status, wait={}, run={}))
-            row.count += count
-            if wait is not None:
-                stats.histogram_add(row.wait, {str(wait): count})
-                stats.histogram_add(row.run, {str(run): count})
+            row = added.setdefault((period, period_start, task_name, queue), JobStats(
+                period=period, start=period_start, task_name=task_name, queue=queue, wait={}, run={}))
+            row.add({status: count}, {str(wait): count} if wait is not None else {},
+                    {str(run): count} if run is not None else {})
     if not added:
         return 0
     # The periods the last call already began counting: add to them.
@@ -420,13 +418,11 @@ def _job_stats_add(start, end, *, now) -> int:
         period__in={key[0] for key in added}, start__in={key[1] for key in added},
         task_name__in={key[2] for key in added})
     for row in existing:
-        key = (row.period, row.start, row.task_name, row.queue, row.status)
-        if key in added:
-            added[key].count += row.count
-            stats.histogram_add(added[key].wait, row.wait)
-            stats.histogram_add(added[key].run, row.run)
-    JobStats.objects.bulk_create(added.values(), update_conflicts=True, update_fields=["count", "wait", "run"],
-                                 unique_fields=["period", "start", "task_name", "queue", "status"])
+        if (key := (row.period, row.start, row.task_name, row.queue)) in added:
+            added[key].add(row.counts, row.wait, row.run)
+    JobStats.objects.bulk_create(added.values(), update_conflicts=True,
+                                 update_fields=[*JobStats.STATE_FIELDS.values(), "wait", "run"],
+                                 unique_fields=["period", "start", "task_name", "queue"])
     return sum(group[-1] for group in groups)
 
 

@@ -45,7 +45,7 @@ class JobStatsCountTests(TestCase):
         self.now = timezone.now().replace(minute=30, second=30, microsecond=0) - timedelta(hours=1)
         self.minute = self.now.replace(second=0) - timedelta(minutes=5)
 
-    def test_finished_jobs_are_counted_once_by_minute_hour_job_queue_and_state(self):
+    def test_finished_jobs_are_counted_once_by_minute_hour_job_and_queue_with_each_state(self):
         for index in range(10):
             finished("testapp.add", states.SUCCESS, done=self.minute + timedelta(seconds=index), wait=0.1, run=2.0)
         finished("testapp.add", states.FAILURE, done=self.minute + timedelta(seconds=20), wait=0.1, run=2.0)
@@ -54,15 +54,14 @@ class JobStatsCountTests(TestCase):
         TaskResult.objects.create(task_id="queued", task_name="testapp.add")  # PENDING: not finished
 
         self.assertEqual(services.job_stats_count(now=self.now), 12)
-        minute = {(row.task_name, row.queue, row.status): row
-                  for row in JobStats.objects.filter(period="minute", start=self.minute)}
-        self.assertEqual({key: row.count for key, row in minute.items()}, {
-            ("testapp.add", "default", "SUCCESS"): 10, ("testapp.add", "default", "FAILURE"): 1,
-            ("testapp.say_hello", "email", "SUCCESS"): 1})
-        hour = JobStats.objects.get(period="hour", start=self.minute.replace(minute=0), task_name="testapp.add",
-                                    status="SUCCESS")
-        self.assertEqual(hour.count, 10)
-        add = minute[("testapp.add", "default", "SUCCESS")]
+        minute = {(row.task_name, row.queue): row for row in JobStats.objects.filter(period="minute", start=self.minute)}
+        self.assertEqual({key: row.counts for key, row in minute.items()}, {
+            ("testapp.add", "default"): {"SUCCESS": 10, "FAILURE": 1, "REVOKED": 0},
+            ("testapp.say_hello", "email"): {"SUCCESS": 1, "FAILURE": 0, "REVOKED": 0}})
+        hour = JobStats.objects.get(period="hour", start=self.minute.replace(minute=0), task_name="testapp.add")
+        self.assertEqual((hour.succeeded, hour.failed), (10, 1))
+        add = minute[("testapp.add", "default")]
+        self.assertEqual(sum(add.run.values()), 11)  # every finished job's run time, whatever its state
         self.assertAlmostEqual(stats.percentile(add.run, 0.5), 2.0, delta=2.0 * (stats.BASE - 1))
         self.assertAlmostEqual(stats.percentile(add.wait, 0.5), 0.1, delta=0.1 * (stats.BASE - 1))
 
@@ -72,7 +71,7 @@ class JobStatsCountTests(TestCase):
         # Finished before the last count but committed after it: past the lag, it is not seen.
         self.assertEqual(services.job_stats_count(now=self.now + timedelta(minutes=1)), 1)
         self.assertEqual(JobStats.objects.get(period="hour", start=self.minute.replace(minute=0),
-                                              task_name="testapp.add", status="SUCCESS").count, 11)
+                                              task_name="testapp.add").succeeded, 11)
 
     def test_results_finishing_within_the_lag_wait_for_the_next_count(self):
         finished("testapp.add", states.SUCCESS, done=self.now - timedelta(seconds=3), wait=0.1, run=0.1)
@@ -83,7 +82,7 @@ class JobStatsCountTests(TestCase):
         finished("testapp.add", states.SUCCESS, done=self.now - timedelta(days=3), wait=0.1, run=0.1)
         finished("testapp.add", states.SUCCESS, done=self.now - timedelta(days=40), wait=0.1, run=0.1)
         self.assertEqual(services.job_stats_count(now=self.now), 2)
-        kept = JobStats.objects.values_list("period").annotate(jobs=Sum("count"))
+        kept = JobStats.objects.values_list("period").annotate(jobs=Sum("succeeded"))
         # Minutes are kept two days, hours and six hours 35, days 400, totals for ever.
         self.assertEqual(dict(kept), {"hour": 1, "6hours": 1, "day": 2, "total": 2})
 

@@ -59,18 +59,17 @@ EXPECTED = {
 }
 
 
-@tag("integration")
-class LayoutUpgradeTests(TransactionTestCase):
-    """On a database of its own, migrated to the old layout with Django's migration executor."""
+class OwnDatabaseTestCase(TransactionTestCase):
+    """On an empty database of its own, to migrate with Django's migration executor."""
 
     def setUp(self):
         # The test's connection, pointed at an empty database for the length of the test.
         test_database = connection.settings_dict["NAME"]
-        layout_database = f"{test_database}_layout"
-        self.admin_sql(f'DROP DATABASE IF EXISTS "{layout_database}"', f'CREATE DATABASE "{layout_database}"')
-        self.addCleanup(self.admin_sql, f'DROP DATABASE IF EXISTS "{layout_database}"')
+        database = f"{test_database}_upgrade"
+        self.admin_sql(f'DROP DATABASE IF EXISTS "{database}"', f'CREATE DATABASE "{database}"')
+        self.addCleanup(self.admin_sql, f'DROP DATABASE IF EXISTS "{database}"')
         self.addCleanup(self.use_database, test_database)
-        self.use_database(layout_database)
+        self.use_database(database)
 
     def use_database(self, name):
         connection.close()
@@ -88,12 +87,21 @@ class LayoutUpgradeTests(TransactionTestCase):
         finally:
             admin.close()
 
+    def migrate(self, targets=(), *, replace_migrations=True):
+        """Migrate to `targets` ((app, migration), or (app, None) for none of its migrations), the
+        other apps to their newest."""
+        executor = MigrationExecutor(connection)
+        executor.loader = MigrationLoader(connection, replace_migrations=replace_migrations)
+        apps_named = {app for app, _ in targets}
+        others = [node for node in executor.loader.graph.leaf_nodes() if node[0] not in apps_named]
+        executor.migrate([*targets, *others])
+
+
+@tag("integration")
+class LayoutUpgradeTests(OwnDatabaseTestCase):
     def test_an_old_database_migrates_to_the_new_layout_with_every_row(self):
-        old = MigrationExecutor(connection)
         # The old migrations themselves, not the squashed one a new database would get.
-        old.loader = MigrationLoader(connection, replace_migrations=False)
-        others = [node for node in old.loader.graph.leaf_nodes() if node[0] not in ("jobs", *NEW_APPS)]
-        old.migrate([OLD_LAYOUT, *others])
+        self.migrate([OLD_LAYOUT, *((app, None) for app in NEW_APPS)], replace_migrations=False)
         with connection.cursor() as cursor:
             cursor.execute(OLD_ROWS)
 
@@ -134,3 +142,30 @@ class NewDatabaseSeedTests(TestCase):
         self.assertEqual((crontab.minute, crontab.hour, crontab.day_of_week), ("30", "7", "1"))
         self.assertEqual(str(crontab.timezone), settings.TIME_ZONE)
         self.assertTrue(PeriodicTask.objects.filter(name="fail jobs whose worker was lost").exists())
+
+
+@tag("integration")
+class JobStatsUpgradeTests(OwnDatabaseTestCase):
+    def test_statistics_counted_a_row_per_state_are_folded_into_a_row_per_job(self):
+        self.migrate([("jobs", "0019_workflow_name_help")])
+        with connection.cursor() as cursor:
+            cursor.execute("""
+                INSERT INTO jobs_jobstats (period, start, task_name, queue, status, count, wait, run) VALUES
+                ('minute', '2026-12-01 10:00Z', 'jobs.add', 'default', 'SUCCESS', 7, '{"3": 7}', '{"9": 7}'),
+                ('minute', '2026-12-01 10:00Z', 'jobs.add', 'default', 'FAILURE', 2, '{"3": 1, "4": 1}', '{"9": 2}'),
+                ('minute', '2026-12-01 10:00Z', 'jobs.add', 'long', 'SUCCESS', 1, '{"5": 1}', '{"9": 1}'),
+                ('minute', '2026-12-01 10:01Z', 'jobs.add', 'default', 'REVOKED', 3, '{}', '{}'),
+                ('total', '1970-01-01 00:00Z', 'jobs.add', 'default', 'SUCCESS', 70, '{"3": 70}', '{"9": 70}'),
+                ('total', '1970-01-01 00:00Z', 'jobs.add', 'default', 'FAILURE', 20, '{"4": 20}', '{"8": 20}')
+            """)
+        self.migrate()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT period, start::text, queue, succeeded, failed, revoked, wait, run FROM jobs_jobstats "
+                           "ORDER BY period, start, queue")
+            rows = [(*row[:6], json.loads(row[6]), json.loads(row[7])) for row in cursor.fetchall()]
+        self.assertEqual(rows, [
+            ("minute", "2026-12-01 10:00:00+00", "default", 7, 2, 0, {"3": 8, "4": 1}, {"9": 9}),
+            ("minute", "2026-12-01 10:00:00+00", "long", 1, 0, 0, {"5": 1}, {"9": 1}),
+            ("minute", "2026-12-01 10:01:00+00", "default", 0, 0, 3, {}, {}),
+            ("total", "1970-01-01 00:00:00+00", "default", 70, 20, 0, {"3": 70, "4": 20}, {"9": 70, "8": 20}),
+        ])
