@@ -280,7 +280,7 @@ def job_stats(*, period: str, task_name: str = "", queue: str = "") -> dict[str,
     by_queue: dict[str, _Figures] = {}
     for start, name, queue_name, wait, run, *counted in rows.values_list(
             "start", "task_name", "queue", "wait", "run", *JobStats.STATE_FIELDS.values()):
-        counts = dict(zip(JobStats.STATE_FIELDS, counted))
+        counts = dict(zip(JobStats.STATE_FIELDS, counted, strict=True))
         by_point[min(int((start - first) / step), points - 1)].add(counts, wait, run)
         by_job.setdefault(name, _Figures()).add(counts, wait, run)
         by_queue.setdefault(queue_name, _Figures()).add(counts, wait, run)
