@@ -236,6 +236,42 @@ def job_detail(request, job_id: str):
     return job_out(request, result)
 
 
+def job_to_act_on(request: HttpRequest, job_id: str, permission: str, verb: str):
+    """The job `job_id` if the user may `verb` it (their own, or any with `permission`), else the 404 or 403 answer."""
+    result = selectors.job_get(job_id=job_id, user=request.user)
+    if result is None:
+        return None, error(request, 404, f"No job with id {job_id!r}.")
+    if not selectors.may_act_on(request.user, result, permission):
+        return None, error(request, 403, f"Only whoever launched a job, or someone with 'Can {verb} jobs', may {verb} it.")
+    return result, None
+
+
+@router.post("/{job_id}/retry/", response={202: JobOut, **errors(403, 404, 422, 429, 503)}, url_name="job_retry",
+             throttle=[JobLaunchThrottle()])
+def job_retry(request, job_id: str, response: HttpResponse):
+    """Launch the job again with the same arguments (a workflow's failed step: in its place, so the
+    workflow goes on). Your own jobs, or with 'Can retry jobs'. Answers with the new job."""
+    result, refused = job_to_act_on(request, job_id, "jobs.retry_job", "retry")
+    if refused:
+        return refused
+    body = job_out(request, services.job_retry(result=result, user=request.user))
+    response["Location"] = body["url"]
+    return 202, body
+
+
+@router.post("/{job_id}/cancel/", response={200: JobOut, **errors(403, 404, 409)}, url_name="job_cancel")
+def job_cancel(request, job_id: str):
+    """Cancel a job: queued, it never starts; running, it is stopped. Your own, or with 'Can cancel jobs'."""
+    result, refused = job_to_act_on(request, job_id, "jobs.cancel_job", "cancel")
+    if refused:
+        return refused
+    try:
+        services.job_cancel(result=result, user=request.user)
+    except JobNotCancellable as exc:
+        return error(request, 409, str(exc))
+    return job_out(request, selectors.job_get(job_id=job_id, user=request.user))
+
+
 workflow_router = Router(tags=["workflows"])
 
 

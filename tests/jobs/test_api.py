@@ -1,4 +1,5 @@
 import json
+import uuid
 from unittest import mock
 
 from celery import states
@@ -7,7 +8,7 @@ from django.test import TestCase, TransactionTestCase, override_settings
 from django_celery_results.models import TaskResult
 
 from jobs.catalog import find_job
-from jobs.models import JobRecord
+from jobs.models import JobAction, JobRecord
 from tests.users import grant
 
 
@@ -214,6 +215,51 @@ class JobDetailTests(ApiTestCase):
                          {"current": 3, "total": 12, "percent": 25.0, "message": "9 s to go"})
 
 
+class JobActionTests(ApiTestCase):
+    """Retry and cancel: your own jobs, or anyone's with the permission."""
+
+    def own(self, user=None, **fields) -> TaskResult:
+        fields.setdefault("task_id", str(uuid.uuid4()))
+        result = TaskResult.objects.create(task_name="testapp.add", **fields)
+        JobRecord.objects.create(result=result, launched_by=user or self.user, arguments={"args": [4, 4], "kwargs": {}})
+        return result
+
+    def test_retry_launches_the_job_again_with_its_arguments(self):
+        failed = self.own(status=states.FAILURE)
+        with self.captureOnCommitCallbacks() as callbacks:
+            response = self.client.post(f"/api/jobs/{failed.task_id}/retry/")
+        self.assertEqual(response.status_code, 202, response.content)
+        body = response.json()
+        self.assertNotEqual(body["id"], failed.task_id)
+        self.assertEqual((body["status"], body["arguments"], response["Location"]),
+                         ("PENDING", {"args": [], "kwargs": {"x": 4, "y": 4}}, body["url"]))  # bound by name
+        self.assertEqual(JobRecord.objects.get(result__task_id=body["id"]).retry_of_id, failed.pk)
+        self.assertEqual(len(callbacks), 1)  # published once committed
+        self.assertTrue(JobAction.objects.filter(record_id=failed.pk, kind=JobAction.Kind.RETRY).exists())
+
+    def test_cancel_revokes_a_queued_job_and_says_when_it_already_ended(self):
+        queued = self.own()
+        response = self.client.post(f"/api/jobs/{queued.task_id}/cancel/")
+        self.assertEqual((response.status_code, response.json()["status"]), (200, "REVOKED"))
+        again = self.client.post(f"/api/jobs/{queued.task_id}/cancel/")
+        self.assertEqual(again.status_code, 409)
+        self.assertIn("already ended (REVOKED)", again.json()["detail"])
+
+    def test_anyone_elses_job_needs_the_permission(self):
+        bobs = self.own(user=User.objects.create_user("bob"), status=states.FAILURE)
+        self.assertEqual(self.client.post(f"/api/jobs/{bobs.task_id}/retry/").status_code, 404)  # not even seen
+        grant(self.user, "django_celery_results.view_taskresult")
+        for action, permission in (("retry", "jobs.retry_job"), ("cancel", "jobs.cancel_job")):
+            with self.subTest(action=action):
+                refused = self.client.post(f"/api/jobs/{bobs.task_id}/{action}/")
+                self.assertEqual(refused.status_code, 403)
+                self.assertIn(f"'Can {action} jobs'", refused.json()["detail"])
+                grant(self.user, permission)
+        with self.captureOnCommitCallbacks():
+            self.assertEqual(self.client.post(f"/api/jobs/{bobs.task_id}/retry/").status_code, 202)
+        self.assertEqual(self.client.post(f"/api/jobs/{uuid.uuid4()}/cancel/").status_code, 404)
+
+
 class JobListTests(ApiTestCase):
     def test_lists_only_my_jobs_newest_first_with_filters_and_pages(self):
         from jobs import selectors
@@ -246,7 +292,8 @@ class OpenApiTests(TestCase):
     def test_schema_documents_every_endpoint(self):
         paths = self.client.get("/api/openapi.json").json()["paths"]
         self.assertEqual({path for path in paths if path.startswith("/api/jobs/")},
-                         {"/api/jobs/", "/api/jobs/catalog/", "/api/jobs/{job_id}/"})
+                         {"/api/jobs/", "/api/jobs/catalog/", "/api/jobs/{job_id}/", "/api/jobs/{job_id}/retry/",
+                          "/api/jobs/{job_id}/cancel/"})
         self.assertEqual(self.client.get("/api/docs").status_code, 200)
 
 
