@@ -4,7 +4,8 @@ its TaskResult table.
 - Storing a state: the stock manager reads the row, then inserts it in a transaction of its own or
   updates it: up to four round trips, twice per task (STARTED, then the outcome). One
   INSERT … ON CONFLICT (task_id) DO UPDATE does the same, cannot race another writer, and leaves a
-  REVOKED (cancelled) row alone, which also tells the worker not to run the job.
+  REVOKED (cancelled) row alone, which also tells the worker not to run the job. The STARTED
+  write does not wait for the disk (see store_result).
 - Deleting expired results (beat's daily celery.backend_cleanup): the stock manager deletes them
   in one statement, which holds its locks for as long as millions of rows take; here they go in
   batches, each its own short transaction.
@@ -67,6 +68,11 @@ class StoredResultManager(TaskResultManager):
             f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(f'{quote(c)} = EXCLUDED.{quote(c)}' for c in fields)} "
             f"WHERE {table}.status <> %s AND NOT ({table}.status = %s AND EXCLUDED.status = %s) RETURNING id"
         )
+        if status == states.STARTED and not connection.in_atomic_block:
+            # Committed without waiting for the WAL to reach the disk: the row is seen at once, and
+            # a database crash could lose only this STARTED state, which the job's outcome replaces
+            # anyway. The outcome's write waits for the disk, as every other write does.
+            sql = "SET LOCAL synchronous_commit TO OFF; " + sql
         with connection.cursor() as cursor:
             cursor.execute(sql, [task_id, now, *fields.values(), states.REVOKED, states.SUCCESS, states.STARTED])
             if cursor.fetchone() is None:

@@ -1,8 +1,15 @@
+from types import SimpleNamespace
+from unittest import mock
+
 from celery import current_app as celery_app
 from celery import states
-from django.test import TestCase, override_settings
+from django.db import connection
+from django.test import TestCase, TransactionTestCase, override_settings
+from django.test.utils import CaptureQueriesContext
 from django_celery_results.models import TaskResult
 
+from jobs.catalog import find_job
+from jobs.fixups import TaskAsRequestWorkerFixup
 from jobs.services import job_launch
 
 TASK_ID = "0b5b1c9e-8f0e-4c36-9d2c-5d7f1d0e8a01"
@@ -75,6 +82,33 @@ class UpsertBackendTests(TestCase):
         record = TaskResult.objects.get(task_id=TASK_ID)
         self.assertEqual(record.status, states.FAILURE)
         self.assertIn("bad row 7", record.result)
+
+
+class WorkerRoundTripTests(TransactionTestCase):
+    """A task's database round trips on a worker, outside any transaction as there."""
+
+    def test_the_started_write_does_not_wait_for_the_disk_and_the_outcome_does(self):
+        with CaptureQueriesContext(connection) as queries:
+            celery_app.backend.store_result(TASK_ID, {"pid": 1}, states.STARTED)
+            self.assertEqual(TaskResult.objects.get(task_id=TASK_ID).status, states.STARTED)  # seen at once
+            celery_app.backend.store_result(TASK_ID, 8, states.SUCCESS)
+        started, _, outcome = (query["sql"] for query in queries.captured_queries)
+        self.assertTrue(started.startswith("SET LOCAL synchronous_commit TO OFF; INSERT"), started)
+        self.assertNotIn("synchronous_commit", outcome)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")  # for that statement only
+            self.assertEqual(cursor.fetchone()[0], "on")
+
+    def test_a_task_that_stores_started_first_skips_the_health_check_before_it(self):
+        fixup = TaskAsRequestWorkerFixup(celery_app)
+        fixup.worker = SimpleNamespace(pool_cls="celery.concurrency.prefork:TaskPool")
+        task = find_job("testapp.add")
+        connection.ensure_connection()
+        fixup.on_task_prerun(sender=task)
+        self.assertTrue(connection.health_check_done)
+        with mock.patch.object(task, "ignore_result", True):  # nothing stored: its own query checks first
+            fixup.on_task_prerun(sender=task)
+        self.assertFalse(connection.health_check_done)
 
 
 class RetentionTests(TestCase):
