@@ -27,27 +27,28 @@ class InvalidArguments(JobLaunchError, ValueError):
     """Arguments that do not match a job's declared parameters; `errors` names each problem."""
 
     def __init__(self, job_name: str, errors: list[dict[str, str]]):
+        # The arguments are what the result backend stores and rebuilds it from (exc_message): a
+        # job's .get() raises this class again, with its errors, not a bare Exception.
+        super().__init__(job_name, errors)
         self.job_name = job_name
         self.errors = errors
-        problems = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
-        super().__init__(f"Invalid arguments for {job_name}: {problems}")
 
-    def __reduce__(self):
-        # Rebuilt by name on the way to the result backend, so the stored error says what it is.
-        return type(self), (self.job_name, self.errors)
+    def __str__(self):
+        problems = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in self.errors)
+        return f"Invalid arguments for {self.job_name}: {problems}"
 
 
 class InvalidWorkflow(JobLaunchError, ValueError):
     """A workflow spec that cannot run as given; `errors` names each wrong step by its path."""
 
     def __init__(self, errors: list[dict[str, str]]):
+        super().__init__(errors)  # rebuilt from it, as InvalidArguments
         self.errors = errors
-        problems = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        super().__init__(f"Invalid workflow: {problems}{more}")
 
-    def __reduce__(self):
-        return type(self), (self.errors,)
+    def __str__(self):
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in self.errors[:5])
+        more = f" (and {len(self.errors) - 5} more)" if len(self.errors) > 5 else ""
+        return f"Invalid workflow: {problems}{more}"
 
 
 class JobQueueUnavailable(JobLaunchError, RuntimeError):

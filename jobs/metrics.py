@@ -3,7 +3,12 @@ collector): queues from the broker, jobs by state, finished-job counters and wai
 from the job statistics' all-time rows (a few rows, however many results), workers, beat.
 
 Names follow celery-exporter's spirit under a `jobs_` prefix; the README lists them, and
-docker/prometheus-alerts.yml has Alertmanager rules written against them."""
+docker/prometheus-alerts.yml has Alertmanager rules written against them (with promtool unit tests
+beside them). A job is labelled `task`, never `job`: Prometheus gives every scraped series a `job`
+label of its own and would rename ours `exported_job`. Labels are bounded: a task name outside the
+catalog (Celery's own tasks, a chord body stored without a name, another app's results in the same
+table) and a queue this site does not know are exported as "other", so no stray row adds series for
+good."""
 import time
 
 import redis
@@ -12,12 +17,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from . import broker, selectors, stats
+from . import broker, selectors, services, stats
+from .catalog import catalog
 from .models import JobStats
 from .scheduling.beat import lock_name
 
 # Histogram buckets in seconds, as Prometheus users expect them; each of the statistics' finer
 # buckets is counted under the first bound at or above its own upper bound.
+OTHER = "other"  # the label of a task or queue outside the bounded set
+
 BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600]
 
 
@@ -75,17 +83,29 @@ class JobsCollector(Collector):
             unfinished.add_metric([state], count)
         yield unfinished
 
-        finished = CounterMetricFamily("jobs_finished", "Jobs finished, by job, queue and final state "
-                                       "(counted every minute).", labels=["job", "queue", "state"])
-        wait = HistogramMetricFamily("jobs_wait_seconds", "Time from launch to start.", labels=["job", "queue"])
-        run = HistogramMetricFamily("jobs_run_seconds", "Time from start to end.", labels=["job", "queue"])
+        finished = CounterMetricFamily(
+            "jobs_finished", "Jobs finished, by task, queue and final state (counted every minute, 10 to 70 "
+            "seconds after they finish).", labels=["task", "queue", "state"])
+        note = " The sum is estimated from the buckets (within 10%)."
+        wait = HistogramMetricFamily("jobs_wait_seconds", "Time from launch to start." + note, labels=["task", "queue"])
+        run = HistogramMetricFamily("jobs_run_seconds", "Time from start to end." + note, labels=["task", "queue"])
+        # Every catalog job on its own queue starts at 0, so that rate() sees its first jobs (a
+        # series born at 41 reads as no increase); then whatever was counted, under bounded labels.
+        tasks, queues = set(catalog()), set(selectors.job_queue_names())
+        counts: dict[tuple[str, str], dict[str, int]] = {}
         merged: dict[tuple[str, str], tuple[dict, dict]] = {}
+        for name in tasks:
+            counts[name, services.job_queue(name)] = dict.fromkeys(JobStats.STATE_FIELDS, 0)
+            merged[name, services.job_queue(name)] = ({}, {})
         for row in JobStats.objects.filter(period=JobStats.Period.TOTAL):
-            for state, count in row.counts.items():
-                finished.add_metric([row.task_name, row.queue, state], count)
-            wait_total, run_total = merged.setdefault((row.task_name, row.queue), ({}, {}))
+            labels = (row.task_name if row.task_name in tasks else OTHER, row.queue if row.queue in queues else OTHER)
+            stats.histogram_add(counts.setdefault(labels, dict.fromkeys(JobStats.STATE_FIELDS, 0)), row.counts)
+            wait_total, run_total = merged.setdefault(labels, ({}, {}))
             stats.histogram_add(wait_total, row.wait)
             stats.histogram_add(run_total, row.run)
+        for labels, by_state in sorted(counts.items()):
+            for state, count in by_state.items():
+                finished.add_metric([*labels, state], count)
         for labels, (wait_histogram, run_histogram) in sorted(merged.items()):
             for family, histogram in ((wait, wait_histogram), (run, run_histogram)):
                 buckets, total = prometheus_buckets(histogram)

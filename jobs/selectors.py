@@ -95,14 +95,22 @@ def job_get(*, job_id: str, user: AbstractBaseUser) -> TaskResult | None:
     return jobs_visible_to(user=user).filter(task_id=job_id).first()
 
 
+# Modules whose exceptions are stored by the arguments they are built from and say their message
+# only as text (str): the engine's own.
+EXCEPTIONS_WITH_MESSAGES = {"jobs.exceptions"}
+
+
 def job_outcome(result: TaskResult) -> tuple[Any, str | None]:
     """The job's return value once it succeeded, and its error message once one occurred."""
     if result.status == states.SUCCESS:
         return json.loads(result.result) if result.result else None, None
     if result.status in (states.FAILURE, states.REVOKED, states.RETRY) and result.result:
         exception = json.loads(result.result)
-        parts = exception.get("exc_message") or ()
-        message = parts if isinstance(parts, str) else " ".join(str(part) for part in parts)
+        if exception.get("exc_module") in EXCEPTIONS_WITH_MESSAGES:  # stored by their arguments
+            message = str(current_app.backend.exception_to_python(exception))
+        else:
+            parts = exception.get("exc_message") or ()
+            message = parts if isinstance(parts, str) else " ".join(str(part) for part in parts)
         return None, f"{exception.get('exc_type', 'Error')}: {message}" if message else exception.get("exc_type")
     return None, None
 

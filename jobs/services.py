@@ -1,5 +1,6 @@
 """Writes and side effects of the engine: launching, recording, retrying and cancelling jobs;
 pausing, resuming and purging queues, dead letters, and the workers' heartbeats."""
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -352,9 +353,12 @@ def worker_stopped(*, hostname: str) -> None:
 
 # Results written this recently may still be committing in another transaction: counted next time.
 STATS_LAG = timedelta(seconds=10)
+# What a result stored without a task name is counted as: a Celery chord's body, a result another
+# app wrote to the same table. Counted, not skipped, and never a reason for the count to stop.
+UNNAMED = "(unnamed)"
 
 STATS_SQL = """
-SELECT date_trunc('minute', r.date_done), r.task_name, COALESCE(j.queue, ''), r.status,
+SELECT date_trunc('minute', r.date_done), COALESCE(NULLIF(r.task_name, ''), %s), COALESCE(j.queue, ''), r.status,
        CASE WHEN r.date_started IS NOT NULL THEN {wait} END,
        CASE WHEN r.date_started IS NOT NULL THEN {run} END,
        COUNT(*)
@@ -398,8 +402,10 @@ def _job_stats_add(start, end, *, now) -> int:
     """Add the jobs finished in (start, end] to the statistics of their periods; not to periods
     already past their keeping (as when a long history is first counted), which would be dropped."""
     with connection.cursor() as cursor:
-        cursor.execute(STATS_SQL, [start, end, tuple(states.READY_STATES)])
+        cursor.execute(STATS_SQL, [UNNAMED, start, end, tuple(states.READY_STATES)])
         groups = cursor.fetchall()
+    if any(group[1] == UNNAMED for group in groups):
+        _unnamed_results_warn()
     added: dict[tuple, JobStats] = {}
     for minute, task_name, queue, status, wait, run, count in groups:
         periods = [(period, JobStats.period_start(period, minute)) for period in JobStats.LENGTH]
@@ -424,6 +430,12 @@ def _job_stats_add(start, end, *, now) -> int:
                                  update_fields=[*JobStats.STATE_FIELDS.values(), "wait", "run"],
                                  unique_fields=["period", "start", "task_name", "queue"])
     return sum(group[-1] for group in groups)
+
+
+@functools.cache  # once a process: the log says what happens, not how often
+def _unnamed_results_warn() -> None:
+    logger.warning("job statistics: results without a task name (a Celery chord's body, or another app's) "
+                   "are counted as %r.", UNNAMED)
 
 
 def alerts_evaluate(*, now=None) -> None:

@@ -2,6 +2,8 @@
 endpoint (its access rule and what it exports)."""
 import json
 import re
+import shutil
+import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +17,7 @@ from django.core import mail
 from django.test import TestCase, override_settings
 from django.urls import reverse
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 
 from jobs import broker, services
 from jobs.models import AlertIncident, AlertRule
@@ -111,11 +114,11 @@ class MetricsTests(TestCase):
         response = self.client.get("/metrics")  # the test client comes from 127.0.0.1
         self.assertEqual(response.status_code, 200)
         text = response.content.decode()
-        for line in ('jobs_finished_total{job="testapp.add",queue="default",state="SUCCESS"} 1.0',
-                     'jobs_finished_total{job="testapp.add",queue="default",state="FAILURE"} 1.0',
-                     'jobs_run_seconds_bucket{job="testapp.add",le="1.0",queue="default"} 0.0',
-                     'jobs_run_seconds_bucket{job="testapp.add",le="2.5",queue="default"} 2.0',
-                     'jobs_wait_seconds_count{job="testapp.add",queue="default"} 2.0',
+        for line in ('jobs_finished_total{queue="default",state="SUCCESS",task="testapp.add"} 1.0',
+                     'jobs_finished_total{queue="default",state="FAILURE",task="testapp.add"} 1.0',
+                     'jobs_run_seconds_bucket{le="1.0",queue="default",task="testapp.add"} 0.0',
+                     'jobs_run_seconds_bucket{le="2.5",queue="default",task="testapp.add"} 2.0',
+                     'jobs_wait_seconds_count{queue="default",task="testapp.add"} 2.0',
                      'jobs_unfinished{state="PENDING"} 0.0', 'jobs_workers{state="lost"} 0.0',
                      'jobs_queue_paused{queue="default"} 0.0', "jobs_broker_up 1.0",
                      'jobs_queue_consumers{queue="dead-letter"}'):
@@ -130,6 +133,49 @@ class MetricsTests(TestCase):
         self.assertIn("jobs_broker_up 0.0", text)
         self.assertNotIn("jobs_queue_messages_ready{", text)
         self.assertIn("jobs_finished_total", text)
+
+    def test_no_label_is_one_prometheus_sets_on_every_scraped_series(self):
+        """Prometheus adds `job` and `instance` to every series it scrapes and renames a series' own
+        to `exported_job`: a rule written `by (job)` would then add every task together."""
+        text = self.client.get("/metrics").content.decode()
+        labels = set(re.findall(r"[{,](\w+)=", text))
+        self.assertIn("task", labels)
+        self.assertFalse(labels & {"job", "instance"}, labels)
+
+    def test_every_catalog_job_is_exported_at_zero_before_its_first_run(self):
+        """A counter series born at its accumulated value reads as no increase to rate(): each job of
+        the catalog starts at 0 on its queue, in every final state and in the histograms."""
+        text = self.client.get("/metrics").content.decode()
+        for line in ('jobs_finished_total{queue="default",state="SUCCESS",task="testapp.say_hello"} 0.0',
+                     'jobs_finished_total{queue="default",state="FAILURE",task="testapp.say_hello"} 0.0',
+                     'jobs_finished_total{queue="default",state="REVOKED",task="testapp.add"} 0.0',
+                     'jobs_wait_seconds_count{queue="default",task="testapp.say_hello"} 0.0',
+                     'jobs_run_seconds_bucket{le="+Inf",queue="default",task="testapp.say_hello"} 0.0'):
+            with self.subTest(line=line):
+                self.assertIn(line, text)
+
+    def test_names_outside_the_catalog_are_one_other_series(self):
+        """Task names and queues the site does not declare (Celery's own tasks, a chord body stored
+        without a name, another app's results) add up under "other", not a series each for good."""
+        for name in ("celery.chord_unlock", "someone.elses_task", None):
+            result = finished("placeholder", states.SUCCESS, done=timezone.now(), wait=0.1, run=0.1, queue="their-queue")
+            TaskResult.objects.filter(pk=result.pk).update(task_name=name)
+        services.job_stats_count(now=timezone.now() + timedelta(seconds=20))
+        text = self.client.get("/metrics").content.decode()
+        self.assertIn('jobs_finished_total{queue="other",state="SUCCESS",task="other"} 3.0', text)
+        self.assertNotIn("someone.elses_task", text)
+        self.assertNotIn("their-queue", text)
+
+    def test_the_shipped_prometheus_rules_pass_their_unit_tests(self):
+        """promtool (Debian's prometheus package) checks the rules and runs
+        docker/prometheus-alerts.test.yml: each rule fires where it should and not where it should not."""
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            self.skipTest("promtool is not installed (apt-get install prometheus); .ci/run installs it")
+        folder = Path(settings.BASE_DIR) / "docker"
+        for command in (["check", "rules", "prometheus-alerts.yml"], ["test", "rules", "prometheus-alerts.test.yml"]):
+            run = subprocess.run([promtool, *command], cwd=folder, capture_output=True, text=True, timeout=60)
+            self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
 
     def test_the_shipped_prometheus_rules_use_only_exported_metrics(self):
         """docker/prometheus-alerts.yml parses, and every metric it names is one /metrics exports."""

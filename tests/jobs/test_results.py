@@ -9,7 +9,9 @@ from django.test.utils import CaptureQueriesContext
 from django_celery_results.models import TaskResult
 
 from jobs.catalog import find_job
+from jobs.exceptions import InvalidArguments
 from jobs.fixups import TaskAsRequestWorkerFixup
+from jobs.selectors import job_outcome
 from jobs.services import job_launch
 
 TASK_ID = "0b5b1c9e-8f0e-4c36-9d2c-5d7f1d0e8a01"
@@ -82,6 +84,18 @@ class UpsertBackendTests(TestCase):
         record = TaskResult.objects.get(task_id=TASK_ID)
         self.assertEqual(record.status, states.FAILURE)
         self.assertIn("bad row 7", record.result)
+
+    def test_a_job_refused_for_its_arguments_raises_the_engines_error_from_get(self):
+        """.get() on a job the worker refused rebuilds InvalidArguments with its errors, not a bare
+        Exception; the pages still say the message."""
+        errors = [{"field": "x", "message": "Input should be a valid integer"}]
+        self.backend.store_result(TASK_ID, InvalidArguments("testapp.add", errors), states.FAILURE)
+        with self.assertRaises(InvalidArguments) as raised:
+            celery_app.AsyncResult(TASK_ID).get(timeout=1)
+        self.assertEqual((raised.exception.job_name, raised.exception.errors), ("testapp.add", errors))
+        self.assertEqual(str(raised.exception), "Invalid arguments for testapp.add: x: Input should be a valid integer")
+        self.assertEqual(job_outcome(TaskResult.objects.get(task_id=TASK_ID))[1],
+                         "InvalidArguments: Invalid arguments for testapp.add: x: Input should be a valid integer")
 
 
 class WorkerRoundTripTests(TransactionTestCase):

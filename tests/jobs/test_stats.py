@@ -73,6 +73,32 @@ class JobStatsCountTests(TestCase):
         self.assertEqual(JobStats.objects.get(period="hour", start=self.minute.replace(minute=0),
                                               task_name="testapp.add").succeeded, 11)
 
+    def test_no_odd_result_stops_the_count(self):
+        """A chord body stored with no task name, a result with no job record (another Celery app's),
+        no start time, a start after its end, a huge error: each is counted, and the count goes on."""
+        done = self.minute + timedelta(seconds=10)
+        unnamed = finished("testapp.xsum", states.FAILURE, done=done, wait=0.1, run=0.1)
+        TaskResult.objects.filter(pk=unnamed.pk).update(task_name=None)
+        TaskResult.objects.filter(pk=finished("testapp.add", states.SUCCESS, done=done, wait=0, run=0).pk).update(
+            task_name="")
+        foreign = TaskResult.objects.create(task_id="another-app", task_name="their.task", result="x" * 1_000_000,
+                                            traceback="Traceback\n" * 100_000)
+        TaskResult.objects.filter(pk=foreign.pk).update(status=states.FAILURE, date_done=done, date_started=None)
+        backwards = finished("testapp.add", states.SUCCESS, done=done, wait=-5, run=-3)
+        TaskResult.objects.filter(pk=backwards.pk).update(task_name="t" * 255)
+
+        services._unnamed_results_warn.cache_clear()  # said once a process: this test's process too
+        with self.assertLogs("jobs.services", "WARNING") as logs:
+            self.assertEqual(services.job_stats_count(now=self.now), 4)
+        self.assertIn("counted as '(unnamed)'", logs.output[0])
+        totals = {(row.task_name, row.queue): row.counts for row in JobStats.objects.filter(period="total")}
+        self.assertEqual(totals, {
+            ("(unnamed)", "default"): {"SUCCESS": 1, "FAILURE": 1, "REVOKED": 0},
+            ("their.task", ""): {"SUCCESS": 0, "FAILURE": 1, "REVOKED": 0},
+            ("t" * 255, "default"): {"SUCCESS": 1, "FAILURE": 0, "REVOKED": 0}})
+        finished("testapp.add", states.SUCCESS, done=self.now, wait=0.1, run=0.1)
+        self.assertEqual(services.job_stats_count(now=self.now + timedelta(minutes=1)), 1)  # and it goes on
+
     def test_results_finishing_within_the_lag_wait_for_the_next_count(self):
         finished("testapp.add", states.SUCCESS, done=self.now - timedelta(seconds=3), wait=0.1, run=0.1)
         self.assertEqual(services.job_stats_count(now=self.now), 0)
