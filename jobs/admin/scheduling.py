@@ -25,15 +25,22 @@ def _local(moment) -> str:
     return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S %Z}"
 
 
+def restricted_names() -> set[str]:
+    """The catalog's restricted jobs: scheduling one is launching it, and takes the same permission."""
+    return {name for name, task in catalog().items() if task.restricted}
+
+
 class PeriodicTaskForm(beat_admin.PeriodicTaskForm):
-    """Jobs are picked from the catalog, and their arguments checked against its types."""
+    """Jobs are picked from the catalog (those the user may launch), and their arguments checked
+    against its types."""
 
     regtask = forms.ChoiceField(label="Job")
     task = forms.CharField(widget=forms.HiddenInput, required=False)
+    user = None  # set by PeriodicTaskAdmin.get_form on the class it makes for each request
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        tasks = catalog()
+        tasks = catalog(self.user)
         choices = [("", "---------")] + [(name, name) for name in tasks]
         current = self.instance.task
         if current and current not in tasks:  # e.g. celery.backend_cleanup, installed by beat
@@ -52,6 +59,11 @@ class PeriodicTaskForm(beat_admin.PeriodicTaskForm):
         data = super().clean()
         if self.has_error("args") or self.has_error("kwargs"):
             return data  # the JSON did not parse: that error says it all
+        # Beat would launch it for them: scheduling a restricted job (or changing a row of one) is launching it.
+        restricted = restricted_names() & {data.get("task"), self.instance.task}
+        if restricted and not self.user.has_perm("jobs.launch_restricted_job"):
+            raise ValidationError({"regtask": f"{restricted.pop()} is restricted: scheduling it needs the "
+                                              "'Can launch restricted jobs' permission."})
         candidate = PeriodicTask(task=data.get("task"), args=data.get("args"), kwargs=data.get("kwargs"))
         try:
             checks.periodic_task_check(candidate)
@@ -87,6 +99,29 @@ class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
         }),
     )
     readonly_fields = ["schedule_in_words", "upcoming_runs", "last_run", "history", "problem"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)  # a class made for this request
+        form.user = request.user
+        return form
+
+    def _without_restricted(self, request, queryset):
+        """The tasks of `queryset` this user may turn on; says which were left alone."""
+        if request.user.has_perm("jobs.launch_restricted_job"):
+            return queryset
+        skipped = list(queryset.filter(task__in=restricted_names()).values_list("name", flat=True))
+        if skipped:
+            self.message_user(request, f"Not changed: {', '.join(skipped)} (restricted jobs: enabling one takes the "
+                              "'Can launch restricted jobs' permission).", messages.WARNING)
+        return queryset.exclude(task__in=restricted_names())
+
+    @admin.action(description="Enable selected tasks")
+    def enable_tasks(self, request, queryset):
+        super().enable_tasks(request, self._without_restricted(request, queryset))
+
+    @admin.action(description="Toggle activity of selected tasks")
+    def toggle_tasks(self, request, queryset):
+        super().toggle_tasks(request, self._without_restricted(request, queryset))
 
     def get_queryset(self, request):
         # The last run is the newest of its runs, however it was started (beat, Run now) and

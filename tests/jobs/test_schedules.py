@@ -18,6 +18,7 @@ from jobs.catalog import catalog, find_job
 from jobs.scheduling.checks import crontab_check, periodic_task_check
 from jobs.scheduling.previews import next_runs, schedule_in_words
 from jobs.services import periodic_task_run_now
+from tests.users import grant
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = UTC
@@ -283,6 +284,35 @@ class PeriodicTaskAdminTests(TestCase):
                                         {"action": "run_now", "_selected_action": [task.pk]}, follow=True)
         self.assertEqual(TaskResult.objects.filter(periodic_task_name=task.name).count(), 2)
         self.assertContains(response, "started job")
+
+    def test_scheduling_a_restricted_job_takes_the_permission_to_launch_it(self):
+        """Beat would launch it on their behalf: a staff user who may edit periodic tasks but not
+        launch restricted jobs can neither schedule one, nor change, enable or run an existing one."""
+        scheduler = grant(User.objects.create_user("scheduler", is_staff=True), "django_celery_beat.add_periodictask",
+                          "django_celery_beat.change_periodictask", "django_celery_beat.view_periodictask")
+        self.client.force_login(scheduler)
+        choices = [value for value, _ in self.client.get(ADD).context["adminform"].form.fields["regtask"].choices]
+        self.assertNotIn("testapp.purge", choices)
+        response = self.client.post(ADD, self.form(name="purge", regtask="testapp.purge", args="[]"))
+        self.assertIn("testapp.purge is not one of the available choices",
+                      str(response.context["adminform"].form.errors["regtask"]))
+        self.assertFalse(PeriodicTask.objects.filter(name="purge").exists())
+
+        existing = PeriodicTask.objects.create(name="purge", task="testapp.purge", interval=self.every_5s, enabled=False)
+        response = self.client.post(f"/admin/django_celery_beat/periodictask/{existing.pk}/change/",
+                                    self.form(name="purge", regtask="testapp.add"))
+        self.assertIn("testapp.purge is restricted", str(response.context["adminform"].form.errors["regtask"]))
+        for action in ("enable_tasks", "toggle_tasks"):
+            self.client.post("/admin/django_celery_beat/periodictask/", {"action": action, "_selected_action": [existing.pk]})
+        with mock.patch.object(find_job("testapp.purge"), "apply_async") as apply_async:
+            self.client.post(f"/admin/django_celery_beat/periodictask/{existing.pk}/run-now/")
+        apply_async.assert_not_called()
+        existing.refresh_from_db()
+        self.assertEqual((existing.task, existing.enabled), ("testapp.purge", False))
+
+        self.client.force_login(grant(scheduler, "jobs.launch_restricted_job"))
+        self.assertEqual(self.client.post(ADD, self.form(name="purge 2", regtask="testapp.purge", args="[]")).status_code,
+                         302)
 
     def test_impossible_crontab_is_a_form_error(self):
         response = self.client.post("/admin/django_celery_beat/crontabschedule/add/", {
