@@ -2,19 +2,18 @@
 only, errors sorted into the ones worth retrying and the ones that are not.
 
 A URL of someone's choosing is fetched from inside the network, so every address it resolves to,
-at the start and at every redirect, must be a public one: loopback, private, link-local (cloud
-metadata at 169.254.169.254), carrier-grade NAT and other reserved ranges are refused unless
-FETCH_ALLOWED_NETWORKS lists them. Errors say that the fetch failed, not why a connection did:
+at the start and at every redirect, must be a public one (jobs/outbound.py says which are not)
+unless FETCH_ALLOWED_NETWORKS lists it. Errors say that the fetch failed, not why a connection did:
 they would otherwise map which internal ports are open.
 """
 import html
-import ipaddress
 import re
-import socket
 from urllib.parse import urljoin
 
 import httpx
 from django.conf import settings
+
+from jobs import outbound
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_REDIRECTS = 5
@@ -30,28 +29,13 @@ class FetchRefused(Exception):
     """A 4xx, or an address that may not be fetched: asking again will not change the answer."""
 
 
-def address_allowed(address: str) -> bool:
-    """Whether an IP address may be fetched: a public one, or one FETCH_ALLOWED_NETWORKS lists."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone index is not part of it
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    if any(ip in ipaddress.ip_network(network) for network in settings.FETCH_ALLOWED_NETWORKS):
-        return True
-    return ip.is_global and not ip.is_multicast
-
-
 def url_check(url: str) -> None:
-    """FetchRefused unless `url` is http(s) and every address its host resolves to may be fetched."""
-    parsed = httpx.URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise FetchRefused(f"{url} is not an http or https address.")
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    """FetchRefused unless `url` is http(s) and every address its host resolves to may be fetched:
+    a public one, or one FETCH_ALLOWED_NETWORKS lists (the engine's rules: jobs/outbound.py)."""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parsed.host, port, type=socket.SOCK_STREAM)}
-    except socket.gaierror as exc:
-        raise FetchRefused(f"The fetch of {url} failed: its host name does not resolve.") from exc
-    if not all(address_allowed(address) for address in addresses):
-        raise FetchRefused(f"The fetch of {url} was refused: it is not a public address.")
+        outbound.url_check(url, settings.FETCH_ALLOWED_NETWORKS)
+    except outbound.AddressRefused as exc:
+        raise FetchRefused(f"The fetch of {exc}") from exc
 
 
 def url_summarize(*, url: str) -> dict:

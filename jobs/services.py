@@ -24,7 +24,7 @@ from django_celery_beat.schedulers import ModelEntry
 from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
 
-from . import broker, selectors, stats, workflows
+from . import broker, outbound, selectors, stats, workflows
 from .catalog import PROGRESS, JobTask, find_job, new_task_id
 from .exceptions import InvalidWorkflow, JobLaunchError, JobNotCancellable, JobQueueUnavailable
 from .models import (
@@ -476,9 +476,11 @@ def _alert_notify(rule: AlertRule, incident: AlertIncident, *, state: str, value
                    "started_at": incident.started_at.isoformat(),
                    "ended_at": incident.ended_at.isoformat() if incident.ended_at else None}
         try:
-            httpx.post(rule.webhook_url, json=payload, timeout=5.0).raise_for_status()
-        except httpx.HTTPError as exc:
-            logger.error("Alert %s: webhook %s failed: %s", rule.name, rule.webhook_url, exc)
+            outbound.post_json(rule.webhook_url, payload, allowed_networks=settings.ALERT_WEBHOOK_ALLOWED_NETWORKS)
+        except (outbound.AddressRefused, httpx.HTTPError) as exc:
+            # Neither the URL's credentials nor the answer's body: the log is read by more people.
+            logger.error("Alert %s: webhook %s failed: %s", rule.name, outbound.url_redacted(rule.webhook_url),
+                         exc if isinstance(exc, outbound.AddressRefused) else f"{type(exc).__name__}: {exc}")
 
 
 # Workflows: graphs of jobs (jobs/workflows.py plans them). Every step is recorded PENDING at launch;

@@ -178,6 +178,9 @@ JOBS_LAUNCH_RATE = env.str("JOBS_LAUNCH_RATE", default="60/m")
 # The fetch job (examples/fetch.py) fetches public addresses only; networks listed here too
 # (comma-separated, e.g. "10.1.2.0/24,127.0.0.1/32" for an intranet page, or tests' local server).
 FETCH_ALLOWED_NETWORKS = env.list("FETCH_ALLOWED_NETWORKS", default=[])
+# Alert rules' webhooks are POSTed by the worker from inside the network: to public addresses only,
+# unless this lists the network of an internal receiver (e.g. 10.0.5.0/24 for Alertmanager's).
+ALERT_WEBHOOK_ALLOWED_NETWORKS = env.list("ALERT_WEBHOOK_ALLOWED_NETWORKS", default=[])
 
 # CSV imports: refused before anything is stored or enqueued when larger.
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=20 * 1024 * 1024)

@@ -29,6 +29,13 @@ class ThirdParty(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.server.requests.append(self.path)
         self.server.bodies.append(body)
+        if self.path.startswith("/redirect?to="):
+            self.send_response(307)
+            self.send_header("Location", self.path.removeprefix("/redirect?to="))
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
+        if self.path.startswith("/private"):  # as RabbitMQ's API answers: who you are, in the body
+            return self.answer(401, f"not authorised: {self.headers.get('Authorization')}".encode())
         self.answer(200, b"ok")
 
     def answer(self, status: int, body: bytes):

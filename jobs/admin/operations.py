@@ -3,6 +3,7 @@ workers, inside the admin. Seeing needs the view permission of Queue (or Worker)
 jobs.operate_queue, and every action is audited (JobAction)."""
 from celery import states
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
@@ -13,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 from django_celery_results.models import TaskResult
 
-from .. import broker, selectors, services
+from .. import broker, outbound, selectors, services
 from ..catalog import catalog
 from ..models import AlertIncident, AlertRule, JobAction, Queue, Worker
 from .charts import line_chart
@@ -234,6 +235,18 @@ class AlertRuleForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["task_name"].choices = [("", "every job")] + [(name, name) for name in catalog()]
+
+    def clean_webhook_url(self):
+        """A webhook is POSTed from inside the network: public addresses only, unless
+        ALERT_WEBHOOK_ALLOWED_NETWORKS names the network (checked again at each send)."""
+        url = self.cleaned_data["webhook_url"]
+        if url:
+            try:
+                outbound.url_check(url, settings.ALERT_WEBHOOK_ALLOWED_NETWORKS)
+            except outbound.AddressRefused as exc:
+                raise forms.ValidationError(f"{exc} Webhooks reach public addresses only; an internal receiver "
+                                            "needs its network in ALERT_WEBHOOK_ALLOWED_NETWORKS.") from exc
+        return url
 
     def clean(self):
         cleaned = super().clean()

@@ -44,7 +44,7 @@ class AlertRuleTests(TestCase):
             finished("testapp.add", states.SUCCESS, done=self.now - timedelta(minutes=2), wait=0.1, run=0.1)
         self.fail(4)  # 40%
         services.job_stats_count(now=self.now)
-        with LocalServer() as hook:
+        with LocalServer() as hook, override_settings(ALERT_WEBHOOK_ALLOWED_NETWORKS=["127.0.0.1/32"]):
             rule.webhook_url = hook.url("/hook")
             rule.save()
             services.alerts_evaluate(now=self.now)
