@@ -8,9 +8,22 @@ import math
 import redis
 from django.conf import settings
 from django.http import HttpRequest
+from ninja.conf import settings as ninja_settings
 from ninja.throttling import UserRateThrottle
 
 logger = logging.getLogger(__name__)
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's address: the connection's, or behind NINJA_NUM_PROXIES proxies the entry of
+    X-Forwarded-For the outermost of them added (entries before it are the client's to make up).
+    The launch budget, the sign-in lockout and /metrics all judge this one address."""
+    proxies = ninja_settings.NUM_PROXIES or 0
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    if not proxies or not forwarded:
+        return request.META.get("REMOTE_ADDR", "")
+    entries = forwarded.split(",")
+    return entries[-min(proxies, len(entries))].strip()
 
 
 class JobLaunchThrottle(UserRateThrottle):
@@ -23,6 +36,9 @@ class JobLaunchThrottle(UserRateThrottle):
     """
 
     scope = "job_launch"
+
+    def get_ident(self, request: HttpRequest) -> str:
+        return client_address(request)
 
     def __init__(self):
         super().__init__(settings.JOBS_LAUNCH_RATE)

@@ -23,7 +23,7 @@ from .forms import arguments_form_class
 from .graphs import graph_draw
 from .metrics import JobsCollector
 from .models import JobRecord, Workflow
-from .throttling import launch_wait, too_many
+from .throttling import client_address, launch_wait, too_many
 
 WHO_MAY_ACT = ("Whoever launched a job may retry or cancel it; on anyone else's, that takes the 'Can retry jobs' "
                "or 'Can cancel jobs' permission.")
@@ -196,7 +196,8 @@ def _may_scrape(request) -> bool:
     if token and hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
         return True
     try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        # Behind a proxy on the same host every connection comes from loopback: the client's address decides.
+        address = ipaddress.ip_address(client_address(request))
     except ValueError:
         return False
     return any(address in ipaddress.ip_network(network) for network in settings.METRICS_ALLOWED_NETWORKS)

@@ -109,6 +109,19 @@ class MetricsTests(TestCase):
         with override_settings(METRICS_ALLOWED_NETWORKS=["10.1.0.0/16"]):
             self.assertEqual(self.client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code, 200)
 
+    @override_settings(NINJA_NUM_PROXIES=1)
+    def test_behind_a_proxy_the_clients_address_decides_not_the_proxys(self):
+        """A proxy on the same host connects from loopback: the address it forwards is judged."""
+        self.assertEqual(self.client.get("/metrics", HTTP_X_FORWARDED_FOR="203.0.113.7").status_code, 403)
+        # An entry the client wrote itself, before the proxy's, is not believed.
+        self.assertEqual(self.client.get("/metrics", HTTP_X_FORWARDED_FOR="127.0.0.1, 203.0.113.7").status_code, 403)
+        self.assertEqual(self.client.get("/metrics", HTTP_X_FORWARDED_FOR="127.0.0.1").status_code, 200)
+        self.assertEqual(self.client.get("/metrics").status_code, 200)  # scraped past the proxy
+
+    def test_without_a_proxy_a_forwarded_header_is_ignored(self):
+        self.assertEqual(self.client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_X_FORWARDED_FOR="127.0.0.1")
+                         .status_code, 403)
+
     def test_queues_jobs_histograms_and_workers_are_exported(self):
         broker.dead_letter_queue_declare()  # as each worker does when it starts
         response = self.client.get("/metrics")  # the test client comes from 127.0.0.1
