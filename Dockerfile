@@ -15,4 +15,4 @@ RUN useradd --create-home --uid 1000 app && mkdir -p /app/media && chown app /ap
 USER app
 
 EXPOSE 8000
-CMD ["gunicorn", "site_config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4"]
+CMD ["gunicorn", "site_config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--access-logfile", "-", "--logger-class", "site_config.gunicorn.AccessLogWithoutSecrets"]
