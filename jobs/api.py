@@ -18,9 +18,17 @@ from pydantic import ConfigDict, Field
 
 from . import selectors, services
 from .catalog import catalog
-from .exceptions import InvalidArguments, InvalidWorkflow, JobForbidden, JobLaunchError, JobNotCancellable, JobQueueUnavailable
+from .exceptions import (
+    InvalidArguments,
+    InvalidWorkflow,
+    JobForbidden,
+    JobLaunchError,
+    JobNotCancellable,
+    JobQueueUnavailable,
+    LaunchLimitReached,
+)
 from .models import JobRecord
-from .throttling import JobLaunchThrottle, too_many
+from .throttling import JobLaunchThrottle, too_many, workflow_admit
 
 
 class CsrfFailed(Exception):
@@ -70,7 +78,7 @@ def throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
 
 
 # Why a launch failed -> the HTTP status that says so. The one place launch errors meet HTTP.
-LAUNCH_ERROR_STATUS = {JobForbidden: 403, JobQueueUnavailable: 503}
+LAUNCH_ERROR_STATUS = {JobForbidden: 403, LaunchLimitReached: 429, JobQueueUnavailable: 503}
 
 
 def launch_error(request: HttpRequest, exc: JobLaunchError) -> HttpResponse:
@@ -78,11 +86,14 @@ def launch_error(request: HttpRequest, exc: JobLaunchError) -> HttpResponse:
     status = next((code for kind, code in LAUNCH_ERROR_STATUS.items() if isinstance(exc, kind)), 422)
     if isinstance(exc, InvalidArguments | InvalidWorkflow):
         problems = exc.errors
-    elif isinstance(exc, JobQueueUnavailable):
+    elif isinstance(exc, JobQueueUnavailable | LaunchLimitReached):
         problems = []
     else:  # the job's name: unknown, or not this user's to launch
         problems = [{"field": "task", "message": str(exc)}]
-    return error(request, status, f"{exc} Try again shortly." if status == 503 else str(exc), problems)
+    response = error(request, status, f"{exc} Try again shortly." if status == 503 else str(exc), problems)
+    if getattr(exc, "wait", None):
+        response["Retry-After"] = str(exc.wait)
+    return response
 
 
 def install_error_handlers(api: NinjaAPI) -> None:
@@ -325,9 +336,11 @@ def workflow_create(request, payload: Body[dict[str, Any]], response: HttpRespon
             raise InvalidWorkflow([{"field": "workflow", "message": 'a declared workflow is launched as {"workflow": '
                                     '"<name>", "kwargs": {...}}' + (f"; unexpected: {', '.join(extra)}" if extra else "")}])
         flow = services.workflow_launch_declared(name=payload["workflow"], kwargs=payload.get("kwargs", {}),
-                                                 launched_by=request.user, origin=JobRecord.Origin.API)
+                                                 launched_by=request.user, origin=JobRecord.Origin.API,
+                                                 admit=workflow_admit(request))
     else:
-        flow = services.workflow_launch(spec=payload, launched_by=request.user, origin=JobRecord.Origin.API)
+        flow = services.workflow_launch(spec=payload, launched_by=request.user, origin=JobRecord.Origin.API,
+                                        admit=workflow_admit(request))
     body = workflow_out(request, flow)
     response["Location"] = body["url"]
     return 201, body

@@ -51,6 +51,15 @@ class InvalidWorkflow(JobLaunchError, ValueError):
         return f"Invalid workflow: {problems}{more}"
 
 
+class LaunchLimitReached(JobLaunchError):
+    """More than one person may launch: JOBS_LAUNCH_RATE (counted in jobs, a workflow's steps each)
+    or JOBS_MAX_UNFINISHED; `wait` is how many seconds until it fits, when that can be known."""
+
+    def __init__(self, message: str, wait: int | None = None):
+        super().__init__(message)
+        self.wait = wait
+
+
 class JobQueueUnavailable(JobLaunchError, RuntimeError):
     """The broker refused or could not be reached; the job was recorded as failed, not queued."""
 

@@ -26,7 +26,7 @@ from kombu.exceptions import OperationalError
 
 from . import broker, outbound, selectors, stats, workflows
 from .catalog import PROGRESS, JobTask, find_job, new_task_id
-from .exceptions import InvalidWorkflow, JobLaunchError, JobNotCancellable, JobQueueUnavailable
+from .exceptions import InvalidWorkflow, JobLaunchError, JobNotCancellable, JobQueueUnavailable, LaunchLimitReached
 from .models import (
     AlertIncident,
     AlertRule,
@@ -42,6 +42,26 @@ from .models import (
 from .results import DatabaseBackend
 
 logger = logging.getLogger(__name__)
+
+
+UNFINISHED_LOCK = 0x6A6F6273  # "jobs": the first key of the per-user advisory lock
+
+
+def _unfinished_limit_check(user: AbstractBaseUser | None, adding: int) -> None:
+    """LaunchLimitReached if `user` would have more than JOBS_MAX_UNFINISHED jobs queued or running
+    with `adding` more. Call inside the transaction that records them: a lock per user makes two
+    launches of one person (two web processes) wait for each other, so neither counts without the other."""
+    limit = settings.JOBS_MAX_UNFINISHED
+    if user is None or not user.is_authenticated or not limit:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [UNFINISHED_LOCK, user.pk])
+    unfinished = JobRecord.objects.filter(launched_by=user, result__status__in=selectors.UNFINISHED)[:limit].count()
+    if unfinished + adding > limit:
+        raise LaunchLimitReached(
+            f"You have {unfinished:,} jobs queued or running{'' if unfinished < limit else ' or more'}; with "
+            f"{adding:,} more that is over JOBS_MAX_UNFINISHED ({limit:,}) for one person. Wait for some to finish, "
+            "or cancel some.")
 
 
 def job_launch(
@@ -69,6 +89,7 @@ def job_launch(
     options = options or {}
     task_id = new_task_id()
     with transaction.atomic():
+        _unfinished_limit_check(launched_by, 1)
         _job_records_create([{
             "task_id": task_id, "task_name": task.name, "args": [], "kwargs": arguments,
             "queue": options.get("queue") or job_queue(task.name),
@@ -493,16 +514,22 @@ RECORD_BATCH = 1000
 
 def workflow_launch(*, spec: Any, name: str = "", launched_by: AbstractBaseUser | None = None,
                     origin: str = JobRecord.Origin.CODE, system: bool = False,
-                    launcher: JobRecord | None = None) -> Workflow:
+                    launcher: JobRecord | None = None, admit: Callable[[int], None] | None = None) -> Workflow:
     """Check `spec` whole, record the workflow and every step PENDING, and send the steps that wait for
     nothing once the transaction commits.
 
     Raises InvalidWorkflow (naming each wrong step) or another JobLaunchError before anything is
     written; JobQueueUnavailable when the first steps could not be sent, the workflow then cancelled.
+    `admit` is called with the number of steps before anything is written and may refuse them
+    (the API's: each step counts against JOBS_LAUNCH_RATE); the launcher's JOBS_MAX_UNFINISHED
+    counts them too.
     """
     planned = workflows.compile_spec(spec, user=None if system else launched_by)
+    if admit is not None:
+        admit(len(planned))
     with_children = {parent for step in planned for parent in step.parents}
     with transaction.atomic():
+        _unfinished_limit_check(launched_by, len(planned))
         flow = Workflow.objects.create(
             name=name, spec=spec, launched_by=launched_by, origin=origin, launcher=launcher,
             steps_total=len(planned), ends_waiting=len(planned) - len(with_children),
@@ -538,7 +565,7 @@ def _workflow_launch_send(flow: Workflow, steps: list[WorkflowStep]) -> None:
 
 
 def workflow_launch_declared(*, name: str, kwargs: dict[str, Any], launched_by: AbstractBaseUser | None,
-                             origin: str) -> Workflow:
+                             origin: str, admit: Callable[[int], None] | None = None) -> Workflow:
     """Launch the workflow declared as `name` (@workflow) with `kwargs`, now: its steps are recorded
     before this returns, with no job to launch it."""
     task = find_job(name, user=launched_by)
@@ -547,7 +574,7 @@ def workflow_launch_declared(*, name: str, kwargs: dict[str, Any], launched_by: 
                                 "at /api/jobs/ or as a step"}])
     arguments = task.validate_arguments(kwargs=kwargs)
     spec = task.build(**{field: getattr(arguments, field) for field in arguments.model_fields})
-    return workflow_launch(spec=spec, name=name, launched_by=launched_by, origin=origin, system=True)
+    return workflow_launch(spec=spec, name=name, launched_by=launched_by, origin=origin, system=True, admit=admit)
 
 
 def workflow_launch_from_job(*, name: str, spec: Any, launcher_id: str) -> Workflow:

@@ -11,6 +11,8 @@ from django.http import HttpRequest
 from ninja.conf import settings as ninja_settings
 from ninja.throttling import UserRateThrottle
 
+from .exceptions import LaunchLimitReached
+
 logger = logging.getLogger(__name__)
 
 
@@ -51,6 +53,45 @@ class JobLaunchThrottle(UserRateThrottle):
         except redis.exceptions.RedisError as exc:
             logger.warning("JOBS_LAUNCH_RATE not applied: the cache (Redis) is unreachable (%s).", exc)
             return True
+
+
+    def allow_jobs(self, request: HttpRequest, jobs: int) -> bool:
+        """Count `jobs` launches at once (the steps of a workflow past the request itself, which
+        allow_request counted): all of them, or none if they do not fit in the budget now."""
+        if jobs <= 0:
+            return True
+        self.rate = settings.JOBS_LAUNCH_RATE
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        try:
+            self.key = self.get_cache_key(request)
+            self.history, self.now = self.cache.get(self.key, []), self.timer()
+            while self.history and self.history[-1] <= self.now - self.duration:
+                self.history.pop()
+            if len(self.history) + jobs > self.num_requests:
+                return False
+            self.history[:0] = [self.now] * jobs
+            self.cache.set(self.key, self.history, self.duration)
+        except redis.exceptions.RedisError as exc:
+            logger.warning("JOBS_LAUNCH_RATE not applied: the cache (Redis) is unreachable (%s).", exc)
+        return True
+
+
+def workflow_admit(request: HttpRequest):
+    """For a workflow launched by `request`: a check services.workflow_launch calls with the number
+    of steps before it writes anything, counting each step past the first against the launcher's
+    JOBS_LAUNCH_RATE (LaunchLimitReached when they do not fit)."""
+    def admit(steps: int) -> None:
+        throttle = JobLaunchThrottle()
+        if throttle.allow_jobs(request, steps - 1):
+            return
+        rate = settings.JOBS_LAUNCH_RATE.replace("/", " per ")
+        if steps > throttle.num_requests:
+            raise LaunchLimitReached(f"This workflow has {steps:,} steps, more than JOBS_LAUNCH_RATE ({rate}) lets one "
+                                     "person launch at once: launch it in smaller parts, or ask an administrator.")
+        wait = math.ceil(throttle.duration)
+        raise LaunchLimitReached(f"This workflow has {steps:,} steps, more than are left of JOBS_LAUNCH_RATE ({rate}) "
+                                 f"now: each step counts as a launch. Try again in {wait} s.", wait=wait)
+    return admit
 
 
 def launch_wait(request: HttpRequest) -> int | None:

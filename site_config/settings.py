@@ -174,6 +174,8 @@ ACTIVATION_MAX_AGE = timedelta(days=env.int("ACTIVATION_DAYS", default=3))
 
 # Jobs (and imports, and sign-ups) one user, or one address when signed out, may start: "60/m".
 JOBS_LAUNCH_RATE = env.str("JOBS_LAUNCH_RATE", default="60/m")
+# Jobs one person may have queued or running at once (a workflow's steps each count); 0: no limit.
+JOBS_MAX_UNFINISHED = env.int("JOBS_MAX_UNFINISHED", default=10_000)
 
 # The fetch job (examples/fetch.py) fetches public addresses only; networks listed here too
 # (comma-separated, e.g. "10.1.2.0/24,127.0.0.1/32" for an intranet page, or tests' local server).

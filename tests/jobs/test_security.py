@@ -46,6 +46,57 @@ class LaunchRateTests(TestCase):
         self.assertEqual(codes, [302, 302, 302, 429])
 
 
+@override_settings(JOBS_LAUNCH_RATE="10/m")
+class WorkflowCostTests(TestCase):
+    """What one request may cost: a workflow's steps count as launches, and one person's unfinished
+    jobs are capped, so no one user can make the web process write thousands of jobs at once."""
+
+    def setUp(self):
+        self.user = User.objects.create_user("mallory")
+        self.client.force_login(self.user)
+
+    def launch_workflow(self, steps: int):
+        spec = {"group": [{"job": "testapp.add", "kwargs": {"x": n, "y": n}} for n in range(steps)]}
+        return self.client.post("/api/workflows/", spec, content_type="application/json")
+
+    def test_each_step_counts_against_the_launch_rate(self):
+        with mock.patch.object(find_job("testapp.add"), "apply_async"), self.captureOnCommitCallbacks(execute=True):
+            self.assertEqual(self.launch_workflow(6).status_code, 201)
+            response = self.launch_workflow(6)  # 6 + 6 > 10
+            self.assertEqual(response.status_code, 429, response.content)
+            self.assertIn("more than are left of JOBS_LAUNCH_RATE (10 per m)", response.json()["detail"])
+            self.assertGreater(int(response["Retry-After"]), 0)
+            self.assertEqual(self.launch_workflow(3).status_code, 201)  # 6 + 3 + the refused request's 1
+        self.assertEqual(JobRecord.objects.count(), 9)
+
+    def test_a_workflow_larger_than_the_whole_budget_is_refused_before_anything_is_written(self):
+        response = self.launch_workflow(11)
+        self.assertEqual(response.status_code, 429)
+        self.assertIn("11 steps, more than JOBS_LAUNCH_RATE (10 per m) lets one person launch at once",
+                      response.json()["detail"])
+        self.assertFalse(JobRecord.objects.exists())
+
+    @override_settings(JOBS_LAUNCH_RATE="1000/m", JOBS_MAX_UNFINISHED=5)
+    def test_one_persons_unfinished_jobs_are_capped_and_others_are_not_held_up(self):
+        with mock.patch.object(find_job("testapp.add"), "apply_async"), self.captureOnCommitCallbacks(execute=True):
+            self.assertEqual(self.launch_workflow(4).status_code, 201)
+            response = self.launch_workflow(2)
+            self.assertEqual(response.status_code, 429)
+            self.assertIn("You have 4 jobs queued or running; with 2 more that is over JOBS_MAX_UNFINISHED (5)",
+                          response.json()["detail"])
+            self.assertEqual(self.client.post("/api/jobs/", {"task": "testapp.add", "args": [1, 2]},
+                                              content_type="application/json").status_code, 202)
+            self.assertEqual(self.client.post("/api/jobs/", {"task": "testapp.add", "args": [1, 2]},
+                                              content_type="application/json").status_code, 429)
+            other = Client()
+            other.force_login(User.objects.create_user("bob"))
+            self.assertEqual(self.client.post("/api/jobs/", {"task": "testapp.add", "args": [1, 2]},
+                                              content_type="application/json").status_code, 429)
+            self.assertEqual(other.post("/api/jobs/", {"task": "testapp.add", "args": [1, 2]},
+                                        content_type="application/json").status_code, 202)
+        self.assertEqual(JobRecord.objects.filter(launched_by=self.user).count(), 5)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
