@@ -1,6 +1,7 @@
 """Launching through the API under load, beside reading from it: the web server as deployed."""
 import http.client
 import json
+import multiprocessing
 import os
 import shlex
 import statistics
@@ -9,6 +10,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
+from contextlib import contextmanager
 
 from celery import current_app
 from django.conf import settings
@@ -18,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.services import api_token_create
 from jobs.catalog import find_job
 from jobs.exceptions import UnknownJob
+from jobs.models import JobRecord
 from jobs.testing.broker import throwaway_vhost
 from jobs.testing.databases import database_url, throwaway_database
 from jobs.testing.processes import free_port, wait_for
@@ -25,6 +29,29 @@ from jobs.testing.processes import free_port, wait_for
 JOB = "jobs.add"  # the examples app's add(x, y)
 LAUNCH = ("POST", "/api/jobs/", json.dumps({"task": JOB, "kwargs": {"x": 1, "y": 2}}), 202)
 READ = ("GET", "/api/jobs/catalog/", None, 200)
+FLOOD_WORKFLOW = "jobs.add_then_sum"  # the examples app's declared chord of add jobs
+
+
+def flood_client(port, key, attack, polite, stop, answers):
+    """A flooder's client (a process): sends `attack` until `stop`, waiting as Retry-After says if
+    `polite`; puts a Counter of (what, status) on `answers` at the end."""
+    what, (method, path, body, _) = attack
+    tally, connection = Counter(), None
+    while not stop.is_set():
+        connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            connection.request(method, path, body=body,
+                               headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+        except OSError:
+            tally[what, None] += 1
+            connection = None
+            continue
+        tally[what, response.status] += 1
+        if polite and response.status == 429:
+            stop.wait(min(float(response.headers.get("Retry-After", 1)), 60))
+    answers.put(tally)
 
 
 def procfile_web() -> str:
@@ -47,11 +74,15 @@ class Command(BaseCommand):
         parser.add_argument("--clients", type=int, default=50, help="Concurrent clients (keep-alive connections).")
         parser.add_argument("--seconds", type=float, default=15, help="Length of each measurement.")
         parser.add_argument("--rounds", type=int, default=2, help="Measurements of each, interleaved.")
+        parser.add_argument("--flood", action="store_true", help=(
+            "Instead: how fast one user's reads answer while another user launches as fast as the limits "
+            "(JOBS_LAUNCH_RATE, JOBS_MAX_UNFINISHED, as configured) let them, from 10 clients at once: "
+            "the largest declared workflow, workflows of the whole budget, single jobs."))
         parser.add_argument("--web", action="append", help=(
             "A web server command to measure instead of the Procfile's (repeatable, to compare), with "
             "{port} for its port, e.g. 'gunicorn site_config.wsgi --bind 127.0.0.1:{port} --workers 2'."))
 
-    def handle(self, *args, clients, seconds, rounds, web, **options):
+    def handle(self, *args, clients, seconds, rounds, web, flood, **options):
         if clients < 1 or seconds <= 0 or rounds < 1:
             raise CommandError("--clients and --rounds must be at least 1, --seconds above 0.")
         try:
@@ -64,20 +95,38 @@ class Command(BaseCommand):
             _, key = api_token_create(user=user, name="bench")
             for command in commands:
                 self.stdout.write(f"\n{command}")
-                self.measure(command, broker, key, clients, seconds, rounds)
+                if flood:
+                    _, flooder_key = api_token_create(user=User.objects.create_user("flooder"), name="bench")
+                    self.flood(command, broker, key, flooder_key, seconds, rounds)
+                else:
+                    self.measure(command, broker, key, clients, seconds, rounds)
 
-    def measure(self, command, broker, key, clients, seconds, rounds):
+    @contextmanager
+    def serving(self, command, environment):
+        """The web server `command` running on a free port of loopback, with `environment` over the
+        benchmark's database and broker; yields the port. Its output is shown if anything fails."""
         port = free_port()
-        environment = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": broker,
-                       "JOBS_LAUNCH_RATE": "1000000/s",
+        environment = {**os.environ, "DATABASE_URL": database_url(),
                        # the Procfile's commands come from the virtualenv, as under `make run`
-                       "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+                       "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
+                       **environment}
         log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read on failure
         server = subprocess.Popen(shlex.split(command.format(port=port)), cwd=settings.BASE_DIR, env=environment,
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_for(lambda: self.request(port, key, READ) is not None, timeout=30, interval=0.2,
+            wait_for(lambda: self.status(port, None, READ) is not None, timeout=30, interval=0.2,
                      message="the web server")
+            yield port
+        except BaseException:
+            log.seek(0)
+            self.stderr.write(log.read()[-3000:])
+            raise
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    def measure(self, command, broker, key, clients, seconds, rounds):
+        with self.serving(command, {"CELERY_BROKER_URL": broker, "JOBS_LAUNCH_RATE": "1000000/s"}) as port:
             for kind in (LAUNCH, READ):
                 self.load(port, key, kind, 4, 1)  # warm up every worker process
             figures = {}
@@ -86,13 +135,69 @@ class Command(BaseCommand):
                     for name, kind in (("launch", LAUNCH), ("read", READ)):
                         figures.setdefault((label, name), []).append(self.load(port, key, kind, count, seconds))
             self.report(figures)
-        except BaseException:
-            log.seek(0)
-            self.stderr.write(log.read()[-3000:])
-            raise
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+
+    def flood(self, command, broker, key, flooder_key, seconds, rounds):
+        """One user's reads, alone and while another launches from 10 clients as fast as the
+        limits let them (the configured limits: the environment's, else the defaults): clients
+        that wait as Retry-After says, then clients that ignore it. The flooder's clients are
+        processes of their own, so they take no time from the reader's."""
+        budget = int(os.environ.get("JOBS_LAUNCH_RATE", settings.JOBS_LAUNCH_RATE).split("/")[0])
+        attacks = [  # (what, request)
+            ("declared workflow of 10,001 steps", ("POST", "/api/workflows/", json.dumps(
+                {"workflow": FLOOD_WORKFLOW, "kwargs": {"pairs": 10_000}}), None)),
+            (f"workflow of {budget} steps", ("POST", "/api/workflows/", json.dumps(
+                {"workflow": FLOOD_WORKFLOW, "kwargs": {"pairs": max(budget - 1, 1)}}), None)),
+            ("single job", (*LAUNCH[:3], None)),
+        ]
+        context = multiprocessing.get_context("fork")
+        with self.serving(command, {"CELERY_BROKER_URL": broker}) as port:
+            self.load(port, key, READ, 4, 1)  # warm up every worker process
+            figures = {"quiet": []}
+            for _ in range(rounds):
+                figures["quiet"].append(self.load(port, key, READ, 1, seconds))
+                for polite in (True, False):
+                    label = "Retry-After" if polite else "hammering"
+                    stop, answers = context.Event(), context.Queue()
+                    clients = [context.Process(target=flood_client, args=(port, flooder_key, attacks[index % 3],
+                                                                          polite, stop, answers))
+                               for index in range(10)]
+                    for client in clients:
+                        client.start()
+                    try:
+                        figures.setdefault(label, []).append(self.load(port, key, READ, 1, seconds))
+                    finally:
+                        stop.set()
+                        tally = Counter()
+                        for _ in clients:
+                            tally.update(answers.get(timeout=180))
+                        for client in clients:
+                            client.join()
+                    figures.setdefault(f"{label} answers", Counter()).update(tally)
+        quiet = sorted(latency for _, run in figures["quiet"] for latency in run)
+        for label in ("quiet", "Retry-After", "hammering"):
+            latencies = sorted(latency for _, run in figures[label] for latency in run)
+            p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+            ratio = "" if label == "quiet" else (f"   to quiet: p50 {p50 / quiet[len(quiet) // 2]:.2f}, p99 "
+                                                 f"{p99 / quiet[int(len(quiet) * 0.99)]:.2f}")
+            self.stdout.write(f"  reads, flooder {label:<12} p50 {p50 * 1000:6.1f} ms   p99 {p99 * 1000:6.1f} ms"
+                              f"   ({len(latencies)} reads){ratio}")
+            for (what, status), count in sorted(figures.get(f"{label} answers", {}).items(), key=str):
+                self.stdout.write(f"      flooder's {what}: {count} answered {status}")
+        self.stdout.write(f"  jobs recorded for the flooder in all: "
+                          f"{JobRecord.objects.filter(launched_by__username='flooder').count()}")
+
+    def status(self, port, key, kind, connection=None):
+        """The status of one request on `connection` (a new one if None), or None if it failed."""
+        method, path, body, _ = kind
+        connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"} if key else {}
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        except OSError:
+            return None
+        return response.status
 
     def request(self, port, key, kind, connection=None):
         """One request on `connection` (a new one if None); its seconds, or None if it failed."""
