@@ -108,19 +108,24 @@ class SingleBeatScheduler(DatabaseScheduler):
         now = time.monotonic()
         if self._initial_read:
             self._initial_read = False
+            self.sync()  # runs reserved but not yet written (django-celery-beat's reserve()), first
             self._schedule, self._fingerprints, self._heap = {}, {}, None
             self._update_schedule()
             self._last_read = now
         elif self.schedule_changed() or now - self._last_read >= SCHEDULE_SYNC_MAX_INTERVAL:
-            self._update_schedule()
+            self.sync()
+            if self._update_schedule():
+                self._heap_invalidated = True  # as the stock scheduler: schedules_equal() says so once
             self._last_read = now
         return self._schedule
 
-    def _update_schedule(self, heappush=heapq.heappush):
-        """Bring the entries of the rows added, changed or removed since the last read up to date."""
+    def _update_schedule(self, heappush=heapq.heappush) -> bool:
+        """Bring the entries of the rows added, changed or removed since the last read up to date;
+        whether any was."""
         rows = {pk: fingerprint for pk, *fingerprint in self.enabled_models_qs().values_list("pk", *FINGERPRINT)}
         changed = [pk for pk, fingerprint in rows.items() if self._fingerprints.get(pk) != fingerprint]
-        for pk in [*(self._fingerprints.keys() - rows.keys()), *changed]:  # removed, or to be built again
+        removed = self._fingerprints.keys() - rows.keys()
+        for pk in [*removed, *changed]:  # removed, or to be built again
             if pk in self._fingerprints:  # under its old name, which a rename leaves behind
                 self._schedule.pop(self._fingerprints.pop(pk)[0], None)
         models = self.Model.objects.filter(pk__in=changed).select_related("interval", "crontab", "solar", "clocked")
@@ -135,6 +140,7 @@ class SingleBeatScheduler(DatabaseScheduler):
                 heappush(self._heap, self._event(entry))
         if changed:
             logger.info("beat: read %d new or changed periodic tasks; %d in all.", len(changed), len(self._schedule))
+        return bool(changed or removed)
 
     def _is_due(self, entry):
         """(is it due, seconds until it is); an entry that cannot tell is logged and asked again

@@ -182,6 +182,44 @@ class BeatLockProcessTests(TransactionTestCase):
         self.assertIn("took the scheduling lock", first.output().rsplit("standing by", 1)[-1])
 
 
+class StockSchedulerParityTests(TransactionTestCase):
+    """What django-celery-beat's own scheduler tests expect of a DatabaseScheduler, which a user
+    swapping this one in expects too: reserve() and sync() write runs back, pending runs are written
+    before edits are read, and an edit says the schedule changed."""
+
+    def setUp(self):
+        every_minute = IntervalSchedule.objects.create(every=60, period="seconds")
+        self.task = PeriodicTask.objects.create(name="minutely", task="testapp.add", args="[1, 1]",
+                                                interval=every_minute)
+        self.scheduler = SingleBeatScheduler(app=current_app)
+        self.addCleanup(self.scheduler.close)
+
+    def test_sync_writes_reserved_runs_back(self):
+        entry = self.scheduler.schedule["minutely"]
+        reserved = self.scheduler.schedule["minutely"] = self.scheduler.reserve(entry)
+        self.scheduler.sync()
+        self.task.refresh_from_db()
+        self.assertEqual((self.task.last_run_at, self.task.total_run_count),
+                         (reserved.last_run_at, reserved.total_run_count))
+        self.assertEqual(self.task.total_run_count, 1)
+        self.assertFalse(self.scheduler._dirty)
+
+    def test_reserved_runs_are_written_before_an_edit_is_read_and_the_schedule_says_it_changed(self):
+        entry = self.scheduler.schedule["minutely"]
+        self.assertTrue(self.scheduler.schedules_equal(self.scheduler.schedule, self.scheduler.schedule))
+        reserved = self.scheduler.schedule["minutely"] = self.scheduler.reserve(entry)
+        edited = PeriodicTask.objects.get(pk=self.task.pk)
+        edited.args = "[16, 16]"
+        edited.save()
+        now = self.scheduler.schedule
+        self.task.refresh_from_db()
+        self.assertEqual((self.task.last_run_at, self.task.total_run_count, self.task.args),
+                         (reserved.last_run_at, 1, "[16, 16]"))
+        self.assertEqual(now["minutely"].args, [16, 16])
+        self.assertFalse(self.scheduler.schedules_equal(now, now))  # once, as the stock scheduler
+        self.assertTrue(self.scheduler.schedules_equal(now, now))
+
+
 class ThousandsOfTasksTests(TransactionTestCase):
     """What keeps beat on time with thousands of periodic tasks (see bench_beat): runs due together
     go in one batch, and an edit re-reads only the rows it changed."""
