@@ -6,6 +6,7 @@ runs, so a job never starts with arguments it did not declare.
 """
 import inspect
 import json
+import logging
 import re
 from functools import cached_property
 from typing import Any, get_type_hints
@@ -20,7 +21,9 @@ from uuid6 import uuid7
 from .exceptions import InvalidArguments, JobForbidden, UnknownJob
 
 PROGRESS = "PROGRESS"  # the custom state of a running job that reports how far it is
+RUNNING_ELSEWHERE_DELAY = 5  # seconds before a job delivered while it may be running elsewhere is tried again
 TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
+logger = logging.getLogger(__name__)
 NUL = re.compile(r"(?<!\\)(\\\\)*\\u0000")  # a NUL character as JSON writes it (not an escaped backslash and u0000)
 
 
@@ -135,6 +138,19 @@ class JobTask(DjangoTask):
     def __call__(self, *args, **kwargs):
         arguments = self.validate_arguments(args, kwargs)
         settled = getattr(self.request, "job_settled", None)
+        if settled in (states.STARTED, PROGRESS):
+            # Delivered again while a run of it may still be going on elsewhere (the broker handed
+            # the message on after a connection loss or a node's crash): not a second run at the
+            # same time. Sent again for later, under its id, before this delivery is acknowledged;
+            # by then that run has ended (the job is settled, and this does nothing) or its worker is
+            # known to be gone (the lease ran out, and this runs it).
+            logger.warning("Job %s (%s) may still be running on %s: trying again in %d s, not beside it.",
+                           self.request.id, self.name, self.request.job_running_on or "another worker",
+                           RUNNING_ELSEWHERE_DELAY)
+            from . import services  # services builds on the catalog
+
+            services.job_send_again(task=self, countdown=RUNNING_ELSEWHERE_DELAY)
+            raise Ignore()
         if settled:
             # Cancelled while queued, and this worker missed the revoke broadcast, or run already:
             # the result backend found the record REVOKED or SUCCESS when it went to mark it STARTED

@@ -14,18 +14,30 @@ from datetime import timedelta
 
 from celery import states
 from celery.utils.time import maybe_timedelta
+from django.apps import apps
+from django.conf import settings
 from django.db import connections, router
 from django.utils import timezone
 from django_celery_results.managers import TaskResultManager
 
+from .catalog import PROGRESS
+
+
+def run_lease() -> timedelta:
+    """How long a start keeps others from starting the same job without word from its worker:
+    three heartbeats, after which a worker is taken for lost (Worker.status)."""
+    return timedelta(seconds=3 * settings.WORKER_HEARTBEAT_SECONDS)
+
 
 class JobSettled(Exception):
     """The row is REVOKED (a cancelled job's record is final) or SUCCESS and this is a new start (a
-    message delivered again after the job ran): the job must not run. `status` says which."""
+    message delivered again after the job ran): the job must not run; or STARTED (PROGRESS) by a run
+    that may still be going on: not now. `status` says which."""
 
-    def __init__(self, task_id: str, status: str):
+    def __init__(self, task_id: str, status: str, worker: str | None = None):
         self.status = status
-        super().__init__(task_id, status)
+        self.worker = worker  # the worker that started it, for a run that may still be going on
+        super().__init__(task_id, status, worker)
 
 
 class StoredResultManager(TaskResultManager):
@@ -63,10 +75,19 @@ class StoredResultManager(TaskResultManager):
         quote = connection.ops.quote_name
         table = quote(self.model._meta.db_table)
         columns = ["task_id", "date_created", *fields]
+        # A start over a run that may still be going on (the same message delivered again after a
+        # connection loss, a broker node's crash) is refused: the run began less than RUN_LEASE ago,
+        # or its worker's last heartbeat, within RUN_LEASE, lists it as running.
+        lease = f"""{table}.status IN ('{states.STARTED}', '{PROGRESS}') AND EXCLUDED.status = '{states.STARTED}' AND (
+            {table}.date_started > %s OR EXISTS (
+                SELECT 1 FROM {quote(apps.get_model('jobs', 'Worker')._meta.db_table)} w WHERE w.hostname = {table}.worker
+                AND w.stopped_at IS NULL AND w.last_heartbeat > %s
+                AND w.running @> jsonb_build_array(jsonb_build_object('id', {table}.task_id))))"""
         sql = (
             f"INSERT INTO {table} ({', '.join(map(quote, columns))}) VALUES ({', '.join(['%s'] * len(columns))}) "
             f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(f'{quote(c)} = EXCLUDED.{quote(c)}' for c in fields)} "
-            f"WHERE {table}.status <> %s AND NOT ({table}.status = %s AND EXCLUDED.status = %s) RETURNING id"
+            f"WHERE {table}.status <> %s AND NOT ({table}.status = %s AND EXCLUDED.status = %s) AND NOT ({lease}) "
+            "RETURNING id"
         )
         if status == states.STARTED and not connection.in_atomic_block:
             # Committed without waiting for the WAL to reach the disk: the row is seen at once, and
@@ -74,10 +95,12 @@ class StoredResultManager(TaskResultManager):
             # anyway. The outcome's write waits for the disk, as every other write does.
             sql = "SET LOCAL synchronous_commit TO OFF; " + sql
         with connection.cursor() as cursor:
-            cursor.execute(sql, [task_id, now, *fields.values(), states.REVOKED, states.SUCCESS, states.STARTED])
+            lease_start = now - run_lease()
+            cursor.execute(sql, [task_id, now, *fields.values(), states.REVOKED, states.SUCCESS, states.STARTED,
+                                 lease_start, lease_start])
             if cursor.fetchone() is None:
-                cursor.execute(f"SELECT status FROM {table} WHERE task_id = %s", [task_id])
-                raise JobSettled(task_id, cursor.fetchone()[0])
+                cursor.execute(f"SELECT status, worker FROM {table} WHERE task_id = %s", [task_id])
+                raise JobSettled(task_id, *cursor.fetchone())
 
     def delete_expired(self, expires: timedelta | float) -> int:
         """Delete results done longer than `expires` ago, a batch at a time; return how many."""

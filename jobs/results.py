@@ -27,9 +27,10 @@ class DatabaseBackend(database.DatabaseBackend):
         except JobSettled as settled:
             # Storing STARTED is the worker's first word on a job: if the job was cancelled while
             # queued (and this worker missed the revoke), or already succeeded (its message came
-            # again), JobTask sees the flag and does not run it.
+            # again), JobTask sees the flag and does not run it; if it may be running elsewhere,
+            # JobTask sends it again for later.
             if request is not None:
-                request.job_settled = settled.status
+                request.job_settled, request.job_running_on = settled.status, settled.worker
             return result
 
     TaskModel = StoredTaskResult

@@ -205,6 +205,16 @@ def job_record_published(*, task_id: str, task_name: str, args: list, kwargs: di
                           "queue": queue, "periodic_task_name": periodic_task_name}])
 
 
+def job_send_again(*, task: JobTask, countdown: int) -> None:
+    """Send the job a worker holds (task.request) again under its id, as it came, `countdown` seconds
+    from now; its record stays as it is."""
+    token = _recorded.set(frozenset([task.request.id]))
+    try:
+        task.signature_from_request(countdown=countdown).apply_async()
+    finally:
+        _recorded.reset(token)
+
+
 def job_record_retried(*, task_id: str, reason: str) -> None:
     """Count a Celery retry of the job and keep the error that caused it."""
     JobRecord.objects.filter(result__task_id=task_id).update(attempts=F("attempts") + 1, last_error=reason)

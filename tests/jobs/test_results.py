@@ -1,3 +1,4 @@
+from datetime import timedelta
 from types import SimpleNamespace
 from unittest import mock
 
@@ -6,11 +7,14 @@ from celery import states
 from django.db import connection
 from django.test import TestCase, TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from jobs.catalog import find_job
 from jobs.exceptions import InvalidArguments
 from jobs.fixups import TaskAsRequestWorkerFixup
+from jobs.managers import JobSettled, run_lease
+from jobs.models import StoredTaskResult, Worker
 from jobs.selectors import job_outcome
 from jobs.services import job_launch
 
@@ -84,6 +88,28 @@ class UpsertBackendTests(TestCase):
         record = TaskResult.objects.get(task_id=TASK_ID)
         self.assertEqual(record.status, states.FAILURE)
         self.assertIn("bad row 7", record.result)
+
+    def test_a_start_over_a_run_that_may_still_be_going_on_is_refused(self):
+        """One run at a time: a second start is refused while the first began less than three
+        heartbeats ago, or while its worker's last heartbeat (as recent) lists it; not after."""
+        def start(worker: str):
+            StoredTaskResult.objects.store_result("application/json", "utf-8", TASK_ID, None, states.STARTED,
+                                                  worker=worker, date_started=True)
+
+        start("a@host")
+        with self.assertRaises(JobSettled) as refused:
+            start("b@host")
+        self.assertEqual((refused.exception.status, refused.exception.worker), ("STARTED", "a@host"))
+
+        long_ago = timezone.now() - run_lease() - timedelta(seconds=1)
+        TaskResult.objects.filter(task_id=TASK_ID).update(date_started=long_ago)
+        Worker.objects.create(hostname="a@host", started_at=long_ago, last_heartbeat=timezone.now(),
+                              running=[{"id": TASK_ID, "name": "testapp.add"}])
+        with self.assertRaises(JobSettled):  # still running, its worker says
+            start("b@host")
+        Worker.objects.filter(hostname="a@host").update(last_heartbeat=long_ago)  # silent: lost
+        start("b@host")
+        self.assertEqual(TaskResult.objects.get(task_id=TASK_ID).worker, "b@host")
 
     def test_a_job_refused_for_its_arguments_raises_the_engines_error_from_get(self):
         """.get() on a job the worker refused rebuilds InvalidArguments with its errors, not a bare

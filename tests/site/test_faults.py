@@ -83,6 +83,28 @@ class FaultTests(TransactionTestCase):
         print(f"\nfault: pool process SIGKILL: {BATCH} jobs, 1 killed mid-run and run again, 0 lost, "
               f"0 doubled effects ({rerun} recorded twice)")
 
+    def test_a_job_delivered_again_while_it_runs_does_not_run_beside_itself(self):
+        """As RabbitMQ does when a worker's connection dies mid-job (a node crash): the same message
+        goes to another worker while the first still runs it. The second does not start a run beside
+        it; it sends the message again for later, and then finds the job done and does nothing."""
+        workers = [Worker(concurrency=1).start(), Worker(concurrency=1).start()]
+        for worker in workers:
+            self.addCleanup(worker.stop)
+        key = f"probe-{uuid.uuid4().hex[:8]}"
+        task_id = services.job_launch(name="jobs.probe", args=[key, 3]).task_id
+        wait_for(lambda: TaskResult.objects.filter(task_id=task_id, status="STARTED").exists(), message="the first run")
+        current_app.send_task("jobs.probe", args=[key, 3], task_id=task_id, retries=1)  # the same job, again
+
+        def logs():
+            return "".join(worker.output() for worker in workers)
+
+        wait_for(lambda: logs().count(f"[{task_id}] ignored") >= 2, timeout=30,
+                 message=f"the second delivery to be put off, then to find the job done; logs:\n{logs()[-3000:]}")
+        self.assertIn(f"Job {task_id} (jobs.probe) may still be running on test-", logs())
+        self.assertEqual(Probe.objects.get(key=key).runs, 1)
+        self.assertEqual(TaskResult.objects.get(task_id=task_id).status, "SUCCESS")
+        self.assertEqual(JobRecord.objects.get(result__task_id=task_id).attempts, 1)
+
     def test_a_poison_job_fails_after_bounded_tries_and_the_rest_flow(self):
         """A job that kills its process on every try is given up (FAILURE, with the reason)."""
         worker = Worker(concurrency=2).start()
