@@ -175,14 +175,20 @@ def jobs_recorded(jobs: list[dict[str, Any]]):
         _recorded.reset(token)
 
 
-def job_publish_failed(*, task_id: str, error: Exception) -> None:
-    """Mark FAILURE a recorded job that could not be published: a row left PENDING would claim a
-    job that will never run."""
-    TaskResult.objects.filter(task_id=task_id).update(
-        status=states.FAILURE,
-        result=json.dumps({"exc_type": "JobQueueUnavailable", "exc_message": [str(error)]}),
+def job_publish_failed(*, task_id: str, error: Exception) -> bool:
+    """Settle a recorded job whose publish failed, so that what the launcher is told stays true.
+
+    A publish can fail after its message reached the queue (the broker's confirm was lost with its
+    connection), so the job is marked REVOKED, which no worker ever runs (jobs/managers.py), rather
+    than FAILURE, which a worker would overwrite by running it. Only while it is still PENDING:
+    if a worker has taken it already, the message did get through, and False says it was launched
+    after all."""
+    return bool(TaskResult.objects.filter(task_id=task_id, status=states.PENDING).update(
+        status=states.REVOKED,
+        result=json.dumps({"exc_type": "JobQueueUnavailable", "exc_message": [
+            f"Not queued: the job queue was unavailable ({error}). It will not run; launch it again."]}),
         date_done=timezone.now(),
-    )
+    ))
 
 
 def _publish(task: JobTask, task_id: str, arguments: dict[str, Any], options: dict[str, Any]) -> None:
@@ -190,8 +196,10 @@ def _publish(task: JobTask, task_id: str, arguments: dict[str, Any], options: di
     try:
         task.apply_async(kwargs=arguments, task_id=task_id, **options)
     except OperationalError as exc:
-        job_publish_failed(task_id=task_id, error=exc)
-        raise JobQueueUnavailable(f"The job queue is unavailable ({exc}); job {task_id} was not enqueued.") from exc
+        if job_publish_failed(task_id=task_id, error=exc):
+            raise JobQueueUnavailable(f"The job queue is unavailable ({exc}); job {task_id} was not enqueued "
+                                      "and will not run.") from exc
+        logger.warning("Job %s: its publish reported %s, but a worker has taken it: launched.", task_id, exc)
     finally:
         _recorded.reset(token)
 

@@ -68,9 +68,26 @@ class BrokerDownTests(TransactionTestCase):
         self.assertEqual(response.status_code, 503)
         self.assertIn("not enqueued", response.json()["detail"])
         record = TaskResult.objects.get()
-        self.assertEqual(record.status, states.FAILURE)
+        self.assertEqual(record.status, states.REVOKED)  # never run, even if the message got through
         self.assertEqual(self.client.get(f"/api/jobs/{record.task_id}/").json()["error"],
-                         "JobQueueUnavailable: connection refused")
+                         "JobQueueUnavailable: Not queued: the job queue was unavailable (connection refused). "
+                         "It will not run; launch it again.")
+
+    def test_a_publish_whose_confirm_was_lost_after_a_worker_took_the_job_answers_202(self):
+        """The message got through (a worker started the job) though the publish reported an error:
+        the launch was accepted, and the answer says so."""
+        from kombu.exceptions import OperationalError
+
+        def publish_then_lose_the_confirm(*args, task_id, **kwargs):
+            TaskResult.objects.filter(task_id=task_id).update(status=states.STARTED)  # a worker took it
+            raise OperationalError("connection lost before the confirm")
+
+        self.client.force_login(User.objects.create_user("bob"))
+        with mock.patch.object(find_job("testapp.add"), "apply_async", side_effect=publish_then_lose_the_confirm):
+            response = self.client.post("/api/jobs/", {"task": "testapp.add", "args": [1, 2]},
+                                        content_type="application/json")
+        self.assertEqual(response.status_code, 202, response.content)
+        self.assertEqual(TaskResult.objects.get().status, states.STARTED)
 
 
 class BadLaunchTests(ApiTestCase):

@@ -162,7 +162,7 @@ class FaultTests(TransactionTestCase):
 
     def test_a_rabbitmq_restart_loses_nothing_and_launches_fail_clearly_meanwhile(self):
         """Queued and running jobs survive the broker; a launch while it is down is a clear 503,
-        recorded FAILURE rather than PENDING forever; workers reconnect by themselves."""
+        recorded REVOKED (never to run) rather than PENDING forever; workers reconnect by themselves."""
         from django.contrib.auth.models import User
 
         worker = Worker(concurrency=2).start()
@@ -178,7 +178,7 @@ class FaultTests(TransactionTestCase):
         self.assertEqual(response.status_code, 503, response.content)
         self.assertIn("The job queue is unavailable", response.json()["detail"])
         refused = TaskResult.objects.get(task_name="jobs.add")
-        self.assertEqual(refused.status, "FAILURE")
+        self.assertEqual(refused.status, "REVOKED")  # never to run, even had its message got through
         subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, capture_output=True, timeout=120)
         wait_for(lambda: self.done(task_ids) == BATCH, timeout=180,
                  message=f"the batch after the broker came back; log:\n{worker.output()[-3000:]}")
