@@ -5,7 +5,9 @@ user), no plugins, and the machine's Erlang cookie; the second and third join th
 machine's own node on 5672 is not touched.
 """
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -40,7 +42,7 @@ class RabbitCluster:
 
     def _start_node(self, node: str, port: int) -> None:
         home = self.directory / node.split("@")[0]
-        home.mkdir(parents=True)
+        home.mkdir(parents=True, exist_ok=True)  # a node started again after a crash keeps its data
         (home / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n")
         (home / "enabled_plugins").write_text("[].\n")
         shutil.chown(self.directory, "rabbitmq", "rabbitmq")
@@ -71,6 +73,21 @@ class RabbitCluster:
 
     def start_node(self, index: int) -> None:
         rabbitmqctl(self.nodes[index], "start_app")
+
+    def kill_node(self, index: int) -> None:
+        """Crash one node: SIGKILL its Erlang VM, as a machine's crash or the OOM killer would. Its
+        connections drop at once, without a word to the clients."""
+        pid = int(rabbitmqctl(self.nodes[index], "eval", "os:getpid().").strip().strip('"'))
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.nodes[index]} (pid {pid}) still runs after SIGKILL")
+            time.sleep(0.05)
+
+    def restart_node(self, index: int) -> None:
+        """Start a crashed node's Erlang VM again, with its data: it rejoins the cluster."""
+        self._start_node(self.nodes[index], self.ports[index])
 
     def leader(self, queue: str) -> int:
         """Which node leads a quorum queue (its index in `nodes`)."""
