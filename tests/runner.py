@@ -9,10 +9,12 @@ import os
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.test import override_settings
 from django.test.runner import DiscoverRunner
 
 from jobs.testing.broker import management_plugin_enable, recreate_vhost, url_vhost_and_user, vhost_url
+from jobs.testing.pgbouncer import PgBouncer
 from site_config import celery_app
 
 
@@ -31,11 +33,20 @@ class TestRunner(DiscoverRunner):
         self.cache_override = override_settings(CACHES={"default": test_cache})
         self.cache_override.enable()
         cache.clear()
+        if getattr(settings, "PGBOUNCER_PORT", None):  # tests.settings_pgbouncer
+            self.pgbouncer = PgBouncer(port=settings.PGBOUNCER_PORT).start()
         url, vhost, user = test_broker_url(celery_app.conf.broker_url)
         recreate_vhost(vhost, user)
         management_plugin_enable()
         celery_app.conf.broker_url = os.environ["CELERY_BROKER_URL"] = url
 
+    def teardown_databases(self, old_config, **kwargs):
+        if getattr(self, "pgbouncer", None):  # its pooled connections would keep the test database from being dropped
+            self.pgbouncer.disconnect(connection.settings_dict["NAME"])
+        super().teardown_databases(old_config, **kwargs)
+
     def teardown_test_environment(self, **kwargs):
+        if getattr(self, "pgbouncer", None):
+            self.pgbouncer.stop()
         self.cache_override.disable()
         super().teardown_test_environment(**kwargs)
