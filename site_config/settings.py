@@ -139,6 +139,9 @@ DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.
 # and check one still works before reusing it, so a PostgreSQL restart costs one reconnect.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Behind PgBouncer in transaction pooling mode: no server-side cursors, which would outlive the
+# transaction whose server connection they live on (Django's docs on transaction pooling).
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool("DATABASE_TRANSACTION_POOLING", default=False)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The Django cache, and beat's lock (jobs/scheduling/beat.py).

@@ -6,4 +6,5 @@ workers connect to PgBouncer as a production site behind one does, with the sett
 from tests.settings import *  # noqa: F403
 
 PGBOUNCER_PORT = 6439
+# DISABLE_SERVER_SIDE_CURSORS: what DATABASE_TRANSACTION_POOLING=true sets.
 DATABASES["default"].update(HOST="127.0.0.1", PORT=PGBOUNCER_PORT, DISABLE_SERVER_SIDE_CURSORS=True)  # noqa: F405

@@ -31,6 +31,11 @@ pool_mode = transaction
 max_client_conn = 500
 default_pool_size = 40
 server_reset_query =
+# A server connection is checked (SELECT 1) before it is handed out: after a PostgreSQL restart no
+# client is given a dead one.
+server_check_delay = 0
+# After PostgreSQL was unreachable (a restart), try logging in again after 1 s, not 15.
+server_login_retry = 1
 ignore_startup_parameters = extra_float_digits,options
 logfile = {self.directory}/pgbouncer.log
 pidfile = {self.directory}/pgbouncer.pid

@@ -66,8 +66,9 @@ class OwnDatabaseTestCase(TransactionTestCase):
         # The test's connection, pointed at an empty database for the length of the test.
         test_database = connection.settings_dict["NAME"]
         database = f"{test_database}_upgrade"
-        self.admin_sql(f'DROP DATABASE IF EXISTS "{database}"', f'CREATE DATABASE "{database}"')
-        self.addCleanup(self.admin_sql, f'DROP DATABASE IF EXISTS "{database}"')
+        # WITH (FORCE): a pooler in front of PostgreSQL (PgBouncer) may still hold a connection to it.
+        self.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', f'CREATE DATABASE "{database}"')
+        self.addCleanup(self.admin_sql, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         self.addCleanup(self.use_database, test_database)
         self.use_database(database)
 
