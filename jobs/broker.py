@@ -112,6 +112,17 @@ def broker_channel():
         raise BrokerUnavailable(f"RabbitMQ cannot be reached ({exc}).") from exc
 
 
+def job_queues_declare() -> None:
+    """Declare every configured job queue, with its exchange (idempotent), not only the ones this
+    worker consumes. Celery binds every configured queue to the broker's delayed-delivery exchange
+    when a worker starts (quorum queues); on a fresh broker the queues other workers consume, and
+    their exchanges, do not exist yet, the binding fails, and the worker logs CRITICAL "Failed to
+    setup delayed delivery" while a queue after the failing one may be left unbound."""
+    with broker_channel() as channel:
+        for queue in current_app.amqp.queues.values():
+            queue(channel).declare()
+
+
 def messages_taken(channel, queue: str, *, batch: int = 500) -> Iterator[list[Message]]:
     """The messages of `queue`, taken in batches without acknowledging them: acknowledge a batch
     to remove it; the rest return to the queue when the channel closes."""

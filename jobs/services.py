@@ -537,7 +537,8 @@ def workflow_launch(*, spec: Any, name: str = "", launched_by: AbstractBaseUser 
     nothing once the transaction commits.
 
     Raises InvalidWorkflow (naming each wrong step) or another JobLaunchError before anything is
-    written; JobQueueUnavailable when the first steps could not be sent, the workflow then cancelled.
+    written. Once written, the workflow runs: steps the broker could not take yet are sent by
+    workflows_repair when it is back.
     `admit` is called with the number of steps before anything is written and may refuse them
     (the API's: each step counts against JOBS_LAUNCH_RATE); the launcher's JOBS_MAX_UNFINISHED
     counts them too.
@@ -574,12 +575,14 @@ def workflow_launch(*, spec: Any, name: str = "", launched_by: AbstractBaseUser 
 
 
 def _workflow_launch_send(flow: Workflow, steps: list[WorkflowStep]) -> None:
+    """Send a new workflow's first steps. If the broker cannot take them, the launch still stands:
+    the workflow is recorded whole and its unsent steps stay claimed, so workflows_repair sends them
+    once the broker is back. Answering "not started" could be untrue: a step whose confirm was lost
+    may have reached the queue and be running already."""
     try:
         _workflow_steps_send(steps)
     except OperationalError as exc:
-        _workflow_stop(flow, state=Workflow.State.FAILURE, user=None,
-                       error=f"Its first steps could not be sent: the job queue is unavailable ({exc}).")
-        raise JobQueueUnavailable(f"The job queue is unavailable ({exc}); workflow {flow.id} was not started.") from exc
+        logger.warning("Workflow %s: its first steps will be sent once the job queue is back (%s).", flow.id, exc)
 
 
 def workflow_launch_declared(*, name: str, kwargs: dict[str, Any], launched_by: AbstractBaseUser | None,

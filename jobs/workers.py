@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from . import selectors, services
+from . import broker, selectors, services
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,12 @@ _heartbeat: Heartbeat | None = None
 
 
 def worker_setting_up(sender: str, instance, **kwargs) -> None:
-    """celeryd_after_setup: before the worker consumes anything, leave out the paused queues."""
+    """celeryd_after_setup: before the worker consumes anything, declare every job queue (for
+    delayed delivery: broker.job_queues_declare) and leave out the paused queues."""
+    try:
+        broker.job_queues_declare()
+    except broker.BrokerUnavailable as exc:  # not there yet: the worker's own connection waits for it
+        logger.warning("Could not declare the job queues: %s", exc)
     queues = instance.app.amqp.queues
     instance.jobs_queues = sorted(queues.consume_from)  # what it was started for, paused or not
     try:

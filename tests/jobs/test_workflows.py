@@ -150,6 +150,37 @@ class LaunchTests(TestCase):
 
 
 @tag("integration")
+class BrokerDownLaunchTests(TransactionTestCase):
+    """Real commits, so the first steps are sent inside the request as in production."""
+
+    def test_a_workflow_launched_while_the_broker_is_down_is_accepted_and_sent_once_it_is_back(self):
+        """A step whose publish failed may have reached the queue all the same (its confirm lost),
+        so the launch is not answered "not started": it is recorded and the repair sends the rest."""
+        from unittest import mock
+
+        from kombu.exceptions import OperationalError
+
+        from jobs.catalog import find_job
+
+        self.client.force_login(User.objects.create_user("ada"))
+        spec = chain(step("testapp.add", x=1, y=1), step("testapp.add", input="x", y=1))
+        with mock.patch.object(find_job("testapp.add"), "apply_async", side_effect=OperationalError("refused")):
+            response = self.client.post("/api/workflows/", spec, content_type="application/json")
+        self.assertEqual(response.status_code, 201, response.content)
+        flow = Workflow.objects.get(pk=response.json()["id"])
+        self.assertEqual(flow.state, Workflow.State.RUNNING)
+        first = flow.steps.get(position=0)
+        self.assertIsNone(first.sent_at)
+        self.assertEqual(TaskResult.objects.get(task_id=first.task_id).status, "PENDING")
+
+        WorkflowStep.objects.filter(pk=first.pk).update(sending_at=first.sending_at - services.WORKFLOW_REPAIR_AFTER)
+        with mock.patch.object(find_job("testapp.add"), "apply_async") as apply_async:
+            self.assertEqual(services.workflows_repair(), 1)
+        self.assertEqual(apply_async.call_args.kwargs["task_id"], first.task_id)
+        first.refresh_from_db()
+        self.assertIsNotNone(first.sent_at)
+
+
 class WorkflowRunTests(TransactionTestCase):
     @classmethod
     def setUpClass(cls):
