@@ -149,7 +149,6 @@ class LaunchTests(TestCase):
         self.assertEqual(self.client.post(f"/api/workflows/{flow.id}/cancel/").status_code, 404)
 
 
-@tag("integration")
 class BrokerDownLaunchTests(TransactionTestCase):
     """Real commits, so the first steps are sent inside the request as in production."""
 
@@ -181,6 +180,7 @@ class BrokerDownLaunchTests(TransactionTestCase):
         self.assertIsNotNone(first.sent_at)
 
 
+@tag("integration")
 class WorkflowRunTests(TransactionTestCase):
     @classmethod
     def setUpClass(cls):

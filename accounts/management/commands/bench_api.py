@@ -32,24 +32,31 @@ READ = ("GET", "/api/jobs/catalog/", None, 200)
 FLOOD_WORKFLOW = "jobs.add_then_sum"  # the examples app's declared chord of add jobs
 
 
+def send(connection, key, kind) -> http.client.HTTPResponse | None:
+    """One request of `kind` on `connection`, holding token `key` (if any): its answer, read, or None
+    if it failed."""
+    method, path, body, _ = kind
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"} if key else {}
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+    except OSError:
+        return None
+    return response
+
+
 def flood_client(port, key, attack, polite, stop, answers):
     """A flooder's client (a process): sends `attack` until `stop`, waiting as Retry-After says if
     `polite`; puts a Counter of (what, status) on `answers` at the end."""
-    what, (method, path, body, _) = attack
-    tally, connection = Counter(), None
+    what, kind = attack
+    tally, connection = Counter(), http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     while not stop.is_set():
-        connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        try:
-            connection.request(method, path, body=body,
-                               headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-            response = connection.getresponse()
-            response.read()
-        except OSError:
-            tally[what, None] += 1
-            connection = None
-            continue
-        tally[what, response.status] += 1
-        if polite and response.status == 429:
+        response = send(connection, key, kind)
+        tally[what, response and response.status] += 1
+        if response is None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        elif polite and response.status == 429:
             stop.wait(min(float(response.headers.get("Retry-After", 1)), 60))
     answers.put(tally)
 
@@ -114,8 +121,8 @@ class Command(BaseCommand):
         server = subprocess.Popen(shlex.split(command.format(port=port)), cwd=settings.BASE_DIR, env=environment,
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_for(lambda: self.status(port, None, READ) is not None, timeout=30, interval=0.2,
-                     message="the web server")
+            wait_for(lambda: send(http.client.HTTPConnection("127.0.0.1", port, timeout=5), None, READ) is not None,
+                     timeout=30, interval=0.2, message="the web server")
             yield port
         except BaseException:
             log.seek(0)
@@ -186,33 +193,14 @@ class Command(BaseCommand):
         self.stdout.write(f"  jobs recorded for the flooder in all: "
                           f"{JobRecord.objects.filter(launched_by__username='flooder').count()}")
 
-    def status(self, port, key, kind, connection=None):
-        """The status of one request on `connection` (a new one if None), or None if it failed."""
-        method, path, body, _ = kind
-        connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"} if key else {}
-        try:
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-        except OSError:
-            return None
-        return response.status
-
     def request(self, port, key, kind, connection=None):
         """One request on `connection` (a new one if None); its seconds, or None if it failed."""
-        method, path, body, expected = kind
-        connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         started = time.perf_counter()
-        try:
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-        except OSError:
+        response = send(connection or http.client.HTTPConnection("127.0.0.1", port, timeout=60), key, kind)
+        if response is None:
             return None
-        if response.status != expected:
-            raise CommandError(f"{method} {path} answered {response.status}, not {expected}.")
+        if response.status != kind[3]:
+            raise CommandError(f"{kind[0]} {kind[1]} answered {response.status}, not {kind[3]}.")
         return time.perf_counter() - started
 
     def load(self, port, key, kind, clients, seconds):
