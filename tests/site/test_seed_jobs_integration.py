@@ -12,7 +12,7 @@ from django_celery_results.models import TaskResult
 
 from contacts.models import Contact, ContactImport
 from jobs import services
-from jobs.models import JobRecord
+from jobs.models import JobRecord, Workflow
 from jobs.testing.processes import Worker, wait_for
 from tests.local_http import LocalServer
 from tests.users import grant
@@ -78,7 +78,11 @@ class SeedJobsOnRealWorkersTests(TransactionTestCase):
             job = self.finished(response.json()["job"].rstrip("/").rsplit("/", 1)[-1])
             self.assertEqual(job.status, "SUCCESS", job.result)
             contact_import = ContactImport.objects.get(pk=response.json()["id"])
-            self.assertEqual((contact_import.workflow.state, contact_import.workflow.steps_total), ("SUCCESS", 7 + 1))
+            # The summary's result is stored before its worker marks the workflow done (task_success):
+            # two writes, so the workflow's state is awaited, not read at once.
+            ended = Workflow.objects.filter(pk=contact_import.workflow_id, state="SUCCESS")
+            flow = wait_for(ended.first, timeout=10, message=f"the import's workflow to end; logs:\n{self.logs()[-3000:]}")
+            self.assertEqual(flow.steps_total, 7 + 1)
             self.assertEqual((contact_import.imported, contact_import.invalid), (3000 + 429, 1))
         self.assertEqual(Contact.objects.count(), 3000)
         self.assertEqual(Contact.objects.filter(name__startswith="Again").count(), 429)
