@@ -13,6 +13,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from amqp.basic_message import Message
+from amqp.exceptions import ChannelError
 from celery import current_app
 from django.conf import settings
 from kombu.exceptions import OperationalError
@@ -70,13 +71,11 @@ def management_api() -> tuple[str, tuple[str, str], str]:
     return f"{api.scheme}://{api.hostname}{f':{api.port}' if api.port else ''}{api.path.rstrip('/')}", credentials, vhost
 
 
-def queues_stats() -> dict[str, QueueStats]:
-    """Every queue of the broker's virtual host, by name, as the management API reports it now."""
+def _management_get(path: str, params: dict | None = None) -> list[dict]:
+    """GET `path` (under /api/, with {vhost} filled in) from the management API, as JSON."""
     base, credentials, vhost = management_api()
-    parameters = {"lengths_age": DEPTH_HISTORY_SECONDS, "lengths_incr": DEPTH_SAMPLE_SECONDS,
-                  "msg_rates_age": 60, "msg_rates_incr": 10}
     try:
-        response = httpx.get(f"{base}/api/queues/{quote(vhost, safe='')}", params=parameters,
+        response = httpx.get(f"{base}/api/{path.format(vhost=quote(vhost, safe=''))}", params=params,
                              auth=credentials, timeout=3.0)
     except httpx.HTTPError as exc:
         raise BrokerUnavailable(f"RabbitMQ's management API at {base} cannot be reached ({exc}). "
@@ -84,7 +83,47 @@ def queues_stats() -> dict[str, QueueStats]:
     if response.status_code != 200:
         raise BrokerUnavailable(f"RabbitMQ's management API at {base} answered {response.status_code}: "
                                 f"{response.text[:200]}")
-    return {queue["name"]: QueueStats.from_api(queue) for queue in response.json()}
+    return response.json()
+
+
+def queues_stats() -> dict[str, QueueStats]:
+    """Every queue of the broker's virtual host, by name, as the management API reports it now."""
+    parameters = {"lengths_age": DEPTH_HISTORY_SECONDS, "lengths_incr": DEPTH_SAMPLE_SECONDS,
+                  "msg_rates_age": 60, "msg_rates_incr": 10}
+    return {queue["name"]: QueueStats.from_api(queue) for queue in _management_get("queues/{vhost}", parameters)}
+
+
+@dataclass
+class Consumer:
+    """One consumer of a queue, as the broker sees it: the truth of who takes a queue's jobs."""
+    queue: str
+    address: str  # the client's end of its connection, "host:port": a worker's heartbeat names its own
+    tag: str
+    prefetch: int  # how many unacknowledged messages it may hold (0: no limit)
+    ack_required: bool
+    connected_at: datetime | None  # when its connection opened
+
+
+def consumers(queues: list[str]) -> list[Consumer]:
+    """Every consumer of `queues` in the broker's virtual host (three management API requests)."""
+    opened = {connection["name"]: connection.get("connected_at")
+              for connection in _management_get("vhosts/{vhost}/connections", {"columns": "name,connected_at"})}
+    # Celery sets a classic queue's prefetch on its channel (global QoS), a quorum queue's on the consumer.
+    channel_prefetch = {channel["name"]: channel.get("global_prefetch_count") or 0 for channel in
+                        _management_get("vhosts/{vhost}/channels", {"columns": "name,global_prefetch_count"})}
+    found = []
+    for consumer in _management_get("consumers/{vhost}"):
+        channel = consumer.get("channel_details") or {}
+        if consumer["queue"]["name"] not in queues:  # a worker's remote-control queue, another app's
+            continue
+        at = opened.get(channel.get("connection_name"))
+        found.append(Consumer(
+            queue=consumer["queue"]["name"], address=f"{channel.get('peer_host')}:{channel.get('peer_port')}",
+            tag=consumer.get("consumer_tag", ""),
+            prefetch=consumer.get("prefetch_count") or channel_prefetch.get(channel.get("name"), 0),
+            ack_required=consumer.get("ack_required", True),
+            connected_at=datetime.fromtimestamp(at / 1000, tz=UTC) if at else None))
+    return sorted(found, key=lambda consumer: (consumer.queue, consumer.address))
 
 
 def dead_letter_queue_declare() -> None:
@@ -110,6 +149,22 @@ def broker_channel():
                 channel.close()
     except (OperationalError, OSError) as exc:
         raise BrokerUnavailable(f"RabbitMQ cannot be reached ({exc}).") from exc
+
+
+def queues_counted(names: list[str]) -> dict[str, tuple[int, int]]:
+    """Each queue's ready messages and consumers this instant (AMQP passive declares), where the
+    management API's figures are up to its statistics interval (5 s) old. Queues that do not
+    exist are left out."""
+    counted = {}
+    with broker_channel() as channel:
+        for name in names:
+            try:
+                _, ready, consumers = channel.queue_declare(queue=name, passive=True)
+            except ChannelError:  # not declared: the broker closed this channel
+                channel = channel.connection.channel()
+                continue
+            counted[name] = (ready, consumers)
+    return counted
 
 
 def job_queues_declare() -> None:

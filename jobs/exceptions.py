@@ -66,3 +66,7 @@ class JobQueueUnavailable(JobLaunchError, RuntimeError):
 
 class JobNotCancellable(ValueError):
     """The job already ended."""
+
+
+class WorkerUnreachable(RuntimeError):
+    """A worker told to do something did not answer, or refused; the message says which."""

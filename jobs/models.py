@@ -75,10 +75,12 @@ class JobAction(models.Model):
         PURGE = "purge", "Purge"
         REQUEUE = "requeue", "Requeue"
         DISCARD = "discard", "Discard"
+        POOL = "pool", "Pool resize"
 
     record = models.ForeignKey(JobRecord, on_delete=models.CASCADE, null=True, blank=True, related_name="actions")
     workflow = models.ForeignKey("Workflow", on_delete=models.CASCADE, null=True, blank=True, related_name="actions")
     queue = models.CharField(max_length=200, blank=True, help_text="The queue acted on, for queue actions.")
+    worker = models.CharField(max_length=255, blank=True, help_text="The worker acted on, for pool resizes.")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -89,7 +91,8 @@ class JobAction(models.Model):
 
     def __str__(self):
         target = (f"job {self.record.result.task_id}" if self.record_id else
-                  f"workflow {self.workflow_id}" if self.workflow_id else f"queue {self.queue}")
+                  f"workflow {self.workflow_id}" if self.workflow_id else
+                  f"worker {self.worker}" if self.worker else f"queue {self.queue}")
         return (f"{self.get_kind_display()} of {target} by {self.actor} "
                 f"at {self.created_at:%Y-%m-%d %H:%M}" + (f" ({self.detail})" if self.detail else ""))
 
@@ -120,6 +123,8 @@ class Worker(models.Model):
     pid = models.PositiveIntegerField(null=True, blank=True)
     queues = models.JSONField(default=list, help_text="The queues it was started to consume.")
     consuming = models.JSONField(default=list, help_text="The queues it consumes now (not the paused ones).")
+    broker_address = models.CharField(max_length=100, blank=True, help_text=(
+        "Its end of its broker connection (host:port): the broker's consumers are matched to it by this."))
     concurrency = models.PositiveIntegerField(default=0, help_text="Pool size: jobs it can run at once.")
     processed = models.PositiveBigIntegerField(default=0, help_text="Jobs it has run since it started.")
     running = models.JSONField(default=list, help_text="The jobs it is running: [{id, name}].")

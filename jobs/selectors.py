@@ -186,6 +186,10 @@ def queues_overview() -> tuple[list[dict[str, Any]], broker.QueueStats | None, s
     paused state; the dead-letter queue's figures; and the broker's error, or "" when it answered."""
     try:
         stats, error = broker.queues_stats(), ""
+        # Depths and consumers as of now, not as of the management API's last sample: the page
+        # shown after a purge, a pause or a launch agrees with what was just done.
+        for name, (ready, consumers) in broker.queues_counted(list(stats)).items():
+            stats[name].ready, stats[name].consumers = ready, consumers
     except broker.BrokerUnavailable as exc:
         stats, error = {}, str(exc)
     paused = {queue.name: queue for queue in Queue.objects.filter(paused_at__isnull=False).select_related("paused_by")}
@@ -313,6 +317,31 @@ def workers_overview() -> list[Worker]:
     """The recent workers, busy and idle ones first."""
     order = {"busy": 0, "idle": 1, "lost": 2, "stopped": 3}
     return sorted(workers_recent(), key=lambda worker: (order[worker.status], worker.hostname))
+
+
+def consumers_by_worker() -> tuple[dict[str, list[broker.Consumer]], list[broker.Consumer]]:
+    """The broker's consumers by the hostname of the worker they belong to (matched on the address
+    of its broker connection, which its heartbeat names), and those of no known worker. Raises
+    BrokerUnavailable."""
+    hostnames = dict(workers_recent().exclude(broker_address="").values_list("broker_address", "hostname"))
+    by_worker, unknown = {}, []
+    for consumer in broker.consumers(job_queue_names()):
+        if consumer.address in hostnames:
+            by_worker.setdefault(hostnames[consumer.address], []).append(consumer)
+        else:
+            unknown.append(consumer)
+    return by_worker, unknown
+
+
+WAITING_SHOWN = 50
+
+
+def queue_waiting(name: str) -> tuple[list[TaskResult], int]:
+    """The oldest jobs recorded as sent to queue `name` and not yet taken (PENDING): the messages
+    waiting in it, read from their records rather than taken from the broker (a look at a quorum
+    queue's messages counts as a delivery, and six dead-letter them). And how many, to COUNT_CAP."""
+    waiting = TaskResult.objects.select_related("record__launched_by").filter(status=states.PENDING, record__queue=name)
+    return list(waiting.order_by("date_created")[:WAITING_SHOWN]), waiting[:COUNT_CAP].count()
 
 
 def dead_letters_peek(*, limit: int = 200) -> tuple[list[broker.DeadLetter], int]:

@@ -26,7 +26,14 @@ from kombu.exceptions import OperationalError
 
 from . import broker, outbound, selectors, stats, workflows
 from .catalog import PROGRESS, JobTask, find_job, new_task_id
-from .exceptions import InvalidWorkflow, JobLaunchError, JobNotCancellable, JobQueueUnavailable, LaunchLimitReached
+from .exceptions import (
+    InvalidWorkflow,
+    JobLaunchError,
+    JobNotCancellable,
+    JobQueueUnavailable,
+    LaunchLimitReached,
+    WorkerUnreachable,
+)
 from .models import (
     AlertIncident,
     AlertRule,
@@ -299,6 +306,8 @@ def stale_jobs_fail() -> int:
 def consumers_tell(command: str, queue: str, destination: list[str] | None = None) -> None:
     """Ask workers (all, or `destination`) to start or stop consuming `queue`. Best effort: a
     worker that misses it is put right by its next heartbeat (jobs/workers.py)."""
+    if destination == []:  # Celery broadcasts to every worker when told no destination
+        return
     try:
         getattr(current_app.control, command)(queue, destination=destination)
     except OperationalError as exc:
@@ -315,11 +324,32 @@ def queue_pause(*, name: str, user: AbstractBaseUser | None) -> None:
 
 
 def queue_resume(*, name: str, user: AbstractBaseUser | None) -> None:
-    """Let the workers started for queue `name` take its jobs again."""
+    """Let the workers started for queue `name`, and only them, take its jobs again. Told by name:
+    a broadcast add_consumer would make every worker consume it. A worker with no heartbeat yet
+    starts consuming at its first one."""
     with transaction.atomic():
         Queue.objects.update_or_create(name=name, defaults={"paused_at": None, "paused_by": None})
         JobAction.objects.create(kind=JobAction.Kind.RESUME, queue=name, actor=user)
-        transaction.on_commit(lambda: consumers_tell("add_consumer", name))
+        started_for = list(Worker.objects.filter(queues__contains=[name], stopped_at=None)
+                           .values_list("hostname", flat=True))
+        transaction.on_commit(lambda: consumers_tell("add_consumer", name, destination=started_for))
+
+
+def worker_pool_resize(*, hostname: str, change: int, user: AbstractBaseUser | None) -> None:
+    """Grow (change > 0) or shrink a worker's pool by `change` processes (Celery's pool_grow and
+    pool_shrink; prefork pools only), audited. Raises WorkerUnreachable if it does not answer."""
+    command = current_app.control.pool_grow if change > 0 else current_app.control.pool_shrink
+    try:
+        replies = command(abs(change), destination=[hostname], reply=True, timeout=3.0)
+    except OperationalError as exc:
+        raise WorkerUnreachable(f"The broker cannot be reached: {exc}") from exc
+    answer = next((reply[hostname] for reply in replies if hostname in reply), None)
+    if answer is None:
+        raise WorkerUnreachable(f"Worker {hostname} did not answer within 3 seconds.")
+    if "error" in answer:
+        raise WorkerUnreachable(f"Worker {hostname} refused: {answer['error']}")
+    JobAction.objects.create(kind=JobAction.Kind.POOL, worker=hostname, actor=user,
+                             detail=f"{'+' if change > 0 else ''}{change} process{'es' if abs(change) != 1 else ''}")
 
 
 def queue_purge(*, name: str, user: AbstractBaseUser | None) -> int:

@@ -2,8 +2,9 @@
 
 Every WORKER_HEARTBEAT_SECONDS a worker writes what it is (queues, pool size, jobs processed and
 running) to the Worker table, so the workers page outlives restarts, as Flower's memory does not;
-and it keeps to the queues' paused state: a worker started while a queue is paused never consumes
-it, and one that missed a pause or resume broadcast is put right at its next heartbeat.
+and it keeps to its own queues, less the paused ones: a worker started while a queue is paused never
+consumes it, and one that missed a pause or resume broadcast, or was told to consume a queue it was
+not started for, is put right at its next heartbeat.
 """
 import logging
 import os
@@ -45,20 +46,31 @@ class Heartbeat(threading.Thread):
         task_consumer = self.consumer.task_consumer
         return sorted(queue.name for queue in (task_consumer.queues if task_consumer else []))
 
+    def broker_address(self) -> str:
+        """This worker's end of its broker connection, as the broker's consumer list shows it."""
+        try:
+            host, port = self.consumer.connection.connection.sock.getsockname()[:2]
+        except (AttributeError, OSError):  # reconnecting
+            return ""
+        return f"{host}:{port}"
+
     def beat(self):
         consuming = self.consuming()
         services.worker_heartbeat(
             hostname=self.hostname, pid=os.getpid(), queues=self.queues, consuming=consuming,
+            broker_address=self.broker_address(),
             concurrency=self.consumer.pool.num_processes if self.consumer.pool else 0,
             processed=state.all_total_count[0], started_at=self.started_at,
             running=[{"id": request.id, "name": request.name} for request in list(state.active_requests)],
         )
-        paused = selectors.paused_queues()
-        for queue in self.queues:
-            if queue in paused and queue in consuming:
-                services.consumers_tell("cancel_consumer", queue, destination=[self.hostname])
-            elif queue not in paused and queue not in consuming:
-                services.consumers_tell("add_consumer", queue, destination=[self.hostname])
+        # What it should consume: the queues it was started for, less the paused ones. A queue it
+        # was not started for (a broadcast add_consumer, by hand or from an older version) is
+        # dropped, so a worker keeps to its queues whatever it was told.
+        wanted = set(self.queues) - selectors.paused_queues()
+        for queue in sorted(set(consuming) - wanted):
+            services.consumers_tell("cancel_consumer", queue, destination=[self.hostname])
+        for queue in sorted(wanted - set(consuming)):
+            services.consumers_tell("add_consumer", queue, destination=[self.hostname])
 
     def stop(self):
         self.stopping.set()

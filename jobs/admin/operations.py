@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -16,6 +17,7 @@ from django_celery_results.models import TaskResult
 
 from .. import broker, outbound, selectors, services
 from ..catalog import catalog
+from ..exceptions import WorkerUnreachable
 from ..models import AlertIncident, AlertRule, JobAction, Queue, Worker
 from .charts import line_chart
 
@@ -87,6 +89,7 @@ class QueueAdmin(OperationsAdmin):
             path("<str:name>/pause/", view(require_POST(self.pause_view)), name="jobs_queue_pause"),
             path("<str:name>/resume/", view(require_POST(self.resume_view)), name="jobs_queue_resume"),
             path("<str:name>/purge/", view(self.purge_view), name="jobs_queue_purge"),
+            path("<str:name>/", view(self.queue_view), name="jobs_queue_detail"),
             *super().get_urls(),
         ]
 
@@ -159,6 +162,29 @@ class QueueAdmin(OperationsAdmin):
         return TemplateResponse(request, "admin/jobs/operations/purge.html", self.context(
             request, title=f"Purge queue {name}?", name=name, stats=stats, broker_error=broker_error))
 
+    def queue_view(self, request, name):
+        """One queue: who consumes it (the broker's consumers, with their worker, prefetch and
+        connection time) and the jobs waiting in it, oldest first."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if name not in selectors.job_queue_names():
+            raise Http404(f"No job queue named {name!r}: the queues are {', '.join(selectors.job_queue_names())}.")
+        try:
+            by_worker, unknown = selectors.consumers_by_worker()
+            consumers, broker_error = [(hostname, consumer) for hostname, found in sorted(by_worker.items())
+                                       for consumer in found if consumer.queue == name], ""
+            consumers += [(None, consumer) for consumer in unknown if consumer.queue == name]
+        except broker.BrokerUnavailable as exc:
+            consumers, broker_error = [], str(exc)
+        waiting, waiting_count = selectors.queue_waiting(name)
+        return TemplateResponse(request, "admin/jobs/operations/queue.html", self.context(
+            request, title=f"Queue {name}", name=name, consumers=consumers, broker_error=broker_error,
+            waiting=waiting, waiting_count=waiting_count, capped=waiting_count >= selectors.COUNT_CAP,
+            paused=Queue.objects.filter(name=name, paused_at__isnull=False).select_related("paused_by").first(),
+            workers_for_it=[worker for worker in selectors.workers_overview()
+                            if name in worker.queues and worker.status in ("busy", "idle")],
+        ))
+
     def dead_letters_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -197,22 +223,80 @@ class QueueAdmin(OperationsAdmin):
 
 @admin.register(Worker)
 class WorkerAdmin(OperationsAdmin):
-    list_display = ["hostname", "state", "queues_consumed", "concurrency", "processed", "running_jobs",
-                    "last_heartbeat", "started_at"]
+    """Each worker: what it consumes (the broker's word, where its management API answers), its pool,
+    which an operator may grow or shrink, and the jobs it runs."""
     search_fields = ["hostname"]
     change_list_template = "admin/jobs/operations/worker_change_list.html"
 
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [path("<str:hostname>/pool/", view(require_POST(self.pool_view)), name="jobs_worker_pool"),
+                *super().get_urls()]
+
     def get_queryset(self, request):
         return selectors.workers_recent()
+
+    def get_list_display(self, request):
+        try:
+            by_worker, _ = selectors.consumers_by_worker()
+        except broker.BrokerUnavailable:
+            by_worker = None
+        paused = selectors.paused_queues()
+
+        @admin.display(description="consuming")
+        def consuming(worker):
+            """Each queue it consumes, by the broker's consumer list (its heartbeat's, if the
+            broker's management API is down), and those it was started for but does not."""
+            if by_worker is None:
+                now = dict.fromkeys(worker.consuming)
+            else:
+                now = {consumer.queue: consumer for consumer in by_worker.get(worker.hostname, [])}
+            rows = [(queue, f" (prefetch {now[queue].prefetch})" if now[queue] else "") for queue in sorted(now)
+                    if queue in worker.queues]
+            rows += [(queue, " (NOT started for it)") for queue in sorted(set(now) - set(worker.queues))]
+            rows += [(queue, " (paused)" if queue in paused else " (not consuming)")
+                     for queue in worker.queues if queue not in now and worker.status in ("busy", "idle")]
+            return format_html_join(", ", "{}{}", rows) or "nothing"
+
+        @admin.display(description="pool")
+        def pool(worker):
+            """Its pool size, with − and + for an operator while it is alive."""
+            if not request.user.has_perm(OPERATE) or worker.status not in ("busy", "idle"):
+                return worker.concurrency
+            return format_html(
+                '<form method="post" action="{}" class="pool-resize">'
+                '<input type="hidden" name="csrfmiddlewaretoken" value="{}">{} '
+                '<button name="change" value="-1" class="button" title="Stop one pool process"{}>−</button> '
+                '<button name="change" value="1" class="button" title="Start one more pool process">+</button></form>',
+                reverse("admin:jobs_worker_pool", args=[worker.hostname]), get_token(request), worker.concurrency,
+                " disabled" if worker.concurrency <= 1 else "")
+
+        return ["hostname", "state", consuming, pool, "processed", "running_jobs", "last_heartbeat", "started_at"]
 
     @admin.display(description="state")
     def state(self, worker):
         return format_html('<span class="worker-{}">{}</span>', worker.status, worker.status)
 
-    @admin.display(description="queues")
-    def queues_consumed(self, worker):
-        return format_html_join(", ", "{}{}", ((queue, "" if queue in worker.consuming else " (paused)")
-                                               for queue in worker.queues))
+    def pool_view(self, request, hostname):
+        if not request.user.has_perm(OPERATE):
+            raise PermissionDenied
+        worker = selectors.workers_recent().filter(hostname=hostname).first()
+        if worker is None:
+            raise Http404(f"No worker {hostname!r} has reported in the last day.")
+        change = request.POST.get("change")
+        if change not in ("1", "-1"):
+            messages.error(request, "Choose + or − to grow or shrink a pool by one process.")
+        elif change == "-1" and worker.concurrency <= 1:
+            messages.error(request, f"{hostname} runs one process: a pool is not shrunk to none (pause its queues instead).")
+        else:
+            try:
+                services.worker_pool_resize(hostname=hostname, change=int(change), user=request.user)
+            except WorkerUnreachable as exc:
+                messages.error(request, f"The pool was not resized: {exc}")
+            else:
+                messages.success(request, f"{hostname}: pool {'grown' if change == '1' else 'shrunk'} by one "
+                                          "process; the page shows it from the worker's next heartbeat.")
+        return redirect("admin:jobs_worker_changelist")
 
     @admin.display(description="running now")
     def running_jobs(self, worker):

@@ -2,15 +2,17 @@
 workers seen alive and lost, dead letters listed and requeued, permissions and a broker outage."""
 import os
 import tempfile
+import time
 from unittest import mock
 
 from celery import states
 from django.contrib.auth.models import User
 from django.test import TestCase, TransactionTestCase, override_settings, tag
 from django.urls import reverse
+from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from jobs import broker, services
+from jobs import broker, selectors, services
 from jobs.models import JobAction, Queue
 from jobs.models import Worker as WorkerRow
 from jobs.testing.processes import Worker, dead_letter_count, free_port, wait_for
@@ -46,8 +48,8 @@ class QueueControlTests(TransactionTestCase):
         self.operator = staff("olga", "jobs.view_queue", "jobs.operate_queue")
         self.client.force_login(self.operator)
 
-    def start_worker(self, queues="default"):
-        worker = Worker(concurrency=2, queues=queues, environment=HEARTBEAT).start()
+    def start_worker(self, queues="default", heartbeat=HEARTBEAT):
+        worker = Worker(concurrency=2, queues=queues, environment=heartbeat).start()
         self.addCleanup(worker.stop)
         wait_for(lambda: WorkerRow.objects.filter(hostname=worker.name).exists(), message="the first heartbeat")
         return worker
@@ -62,7 +64,7 @@ class QueueControlTests(TransactionTestCase):
         wait_for(lambda: self.consuming(worker) == [], message="the worker to stop consuming default")
 
         ids = launch(5)
-        wait_for(lambda: ready("default") == 5, timeout=30, message="five jobs waiting in default")
+        self.assertRegex(self.client.get(OVERVIEW).content.decode(), r'(?s)<tr id="queue-default"[^>]*>.*?<td class="ready">5</td>')
         self.assertEqual(statuses(ids), {states.PENDING})
         page = self.client.get(OVERVIEW).content.decode()
         self.assertIn('<span class="badge paused"', page)
@@ -85,6 +87,53 @@ class QueueControlTests(TransactionTestCase):
         services.queue_resume(name="default", user=self.operator)
         wait_for(lambda: statuses(ids) == {states.SUCCESS}, timeout=30, message=f"the jobs to run:\n{worker.output()}")
 
+    def broker_consumers(self, queue: str) -> list[str]:
+        """The hostnames of the workers the broker says consume `queue` (the truth)."""
+        by_worker, unknown = selectors.consumers_by_worker()
+        self.assertEqual([consumer for consumer in unknown if consumer.queue == queue], [])
+        return sorted(hostname for hostname, found in by_worker.items() if any(c.queue == queue for c in found))
+
+    def test_resume_gives_the_queue_back_to_the_workers_started_for_it_and_no_other(self):
+        # The email worker's heartbeat, which would put it right, comes too late to hide a mistake.
+        on_default, on_email = self.start_worker("default"), self.start_worker("email", {"WORKER_HEARTBEAT_SECONDS": "60"})
+        wait_for(lambda: self.broker_consumers("default") == [on_default.name], timeout=20,
+                 message="the broker to list the default worker")
+        self.client.post(reverse("admin:jobs_queue_pause", args=["default"]))
+        wait_for(lambda: self.broker_consumers("default") == [], timeout=20, message="default to have no consumer")
+
+        self.client.post(reverse("admin:jobs_queue_resume", args=["default"]))
+        wait_for(lambda: self.broker_consumers("default") == [on_default.name], timeout=20,
+                 message="the default worker to consume default again")
+        for _ in range(3):  # a few heartbeats later, still only the worker started for it
+            time.sleep(0.5)
+            self.assertEqual(self.broker_consumers("default"), [on_default.name])
+        self.assertEqual(self.broker_consumers("email"), [on_email.name])
+        grant(self.operator, "jobs.view_worker")
+        page = self.client.get(reverse("admin:jobs_worker_changelist")).content.decode()
+        self.assertIn("default (prefetch 2)", page)  # 2 processes × CELERY_WORKER_PREFETCH_MULTIPLIER 1
+        self.assertNotIn("NOT started for it", page)
+
+    def test_a_worker_told_to_consume_a_queue_it_was_not_started_for_drops_it(self):
+        on_default, on_email = self.start_worker("default"), self.start_worker("email")
+        services.consumers_tell("add_consumer", "default")  # a broadcast, as Resume used to send
+        wait_for(lambda: self.broker_consumers("default") == [on_default.name], timeout=20,
+                 message=f"the email worker to drop default:\n{on_email.output()}")
+        self.assertEqual(self.consuming(on_email), ["email"])
+
+    def test_the_queue_page_names_its_consumers_and_the_jobs_waiting(self):
+        worker = self.start_worker("default")
+        services.queue_pause(name="email", user=self.operator)
+        ids = launch(3, queue="email")
+        wait_for(lambda: self.broker_consumers("default") == [worker.name], timeout=20, message="the consumer")
+        page = self.client.get(reverse("admin:jobs_queue_detail", args=["default"]))
+        self.assertContains(page, f"<th>{worker.name}</th>", html=False)
+        self.assertContains(page, "after the job (late)")
+        page = self.client.get(reverse("admin:jobs_queue_detail", args=["email"]))
+        self.assertContains(page, "No consumer: the queue is paused.")
+        self.assertContains(page, "Waiting: 3 jobs")
+        for task_id in ids:
+            self.assertContains(page, task_id[:8])
+
     def test_a_worker_that_missed_the_pause_is_put_right_by_its_heartbeat(self):
         worker = self.start_worker()
         # Paused in the database only, as when the broadcast was lost.
@@ -100,6 +149,9 @@ class QueueControlTests(TransactionTestCase):
 
         response = self.client.post(reverse("admin:jobs_queue_purge", args=["email"]), follow=True)
         self.assertContains(response, "Queue email purged: 3 jobs removed")
+        # The figures shown with it are the queue's now, not the management API's last sample.
+        self.assertContains(response, '<tr id="queue-email" class="paused">', html=False)
+        self.assertRegex(response.content.decode(), r'(?s)<tr id="queue-email"[^>]*>.*?<td class="ready">0</td>')
         self.assertEqual(statuses(ids), {states.REVOKED})
         self.assertIn("purged from queue email by olga", TaskResult.objects.get(task_id=ids[0]).result)
         self.assertEqual(JobAction.objects.get(kind="purge").detail, "3 messages")
@@ -127,6 +179,31 @@ class WorkerPageTests(TransactionTestCase):
         page = self.client.get(reverse("admin:jobs_worker_changelist")).content.decode()
         self.assertIn('<span class="worker-lost">lost</span>', page)
         self.assertIn('<span class="worker-stopped">stopped</span>', page)
+
+    def test_an_operator_grows_and_shrinks_a_pool_audited(self):
+        self.client.force_login(staff("pia", "jobs.view_worker", "jobs.operate_queue"))
+        worker = Worker(concurrency=2, environment=HEARTBEAT).start()
+        self.addCleanup(worker.stop)
+        wait_for(lambda: WorkerRow.objects.filter(hostname=worker.name).exists(), message="the first heartbeat")
+        pool = reverse("admin:jobs_worker_pool", args=[worker.name])
+        response = self.client.post(pool, {"change": "1"}, follow=True)
+        self.assertContains(response, "pool grown by one process")
+        wait_for(lambda: WorkerRow.objects.get(hostname=worker.name).concurrency == 3, timeout=10, message="3 processes")
+        self.client.post(pool, {"change": "-1"})
+        wait_for(lambda: WorkerRow.objects.get(hostname=worker.name).concurrency == 2, timeout=10, message="2 processes")
+        self.assertEqual(list(JobAction.objects.filter(kind="pool").values_list("worker", "detail", "actor__username")),
+                         [(worker.name, "-1 process", "pia"), (worker.name, "+1 process", "pia")])
+
+    def test_a_pool_is_not_resized_without_the_permission_or_to_nothing(self):
+        self.client.force_login(staff("pia", "jobs.view_worker", "jobs.operate_queue"))
+        WorkerRow.objects.create(hostname="w1@host", concurrency=1, started_at=timezone.now(),
+                                 last_heartbeat=timezone.now())
+        pool = reverse("admin:jobs_worker_pool", args=["w1@host"])
+        response = self.client.post(pool, {"change": "-1"}, follow=True)
+        self.assertContains(response, "a pool is not shrunk to none")
+        self.client.force_login(staff("vic", "jobs.view_worker"))
+        self.assertEqual(self.client.post(pool, {"change": "1"}).status_code, 403)
+        self.assertFalse(JobAction.objects.exists())
 
     def test_a_busy_worker_shows_the_job_it_runs_linked(self):
         worker = Worker(concurrency=1, environment=HEARTBEAT).start()
