@@ -24,6 +24,7 @@ from .exceptions import (
     JobForbidden,
     JobLaunchError,
     JobNotCancellable,
+    JobNotRetryable,
     JobQueueUnavailable,
     LaunchLimitReached,
 )
@@ -78,15 +79,16 @@ def throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
 
 
 # Why a launch failed -> the HTTP status that says so. The one place launch errors meet HTTP.
-LAUNCH_ERROR_STATUS = {JobForbidden: 403, LaunchLimitReached: 429, JobQueueUnavailable: 503}
+LAUNCH_ERROR_STATUS = {JobForbidden: 403, JobNotRetryable: 409, LaunchLimitReached: 429, JobQueueUnavailable: 503}
 
 
 def launch_error(request: HttpRequest, exc: JobLaunchError) -> HttpResponse:
-    """The answer to a JobLaunchError: 403 forbidden, 503 queue down, 422 for the rest."""
+    """The answer to a JobLaunchError: 403 forbidden, 409 not retryable now, 429 over a limit, 503 queue
+    down, 422 for the rest."""
     status = next((code for kind, code in LAUNCH_ERROR_STATUS.items() if isinstance(exc, kind)), 422)
     if isinstance(exc, InvalidArguments | InvalidWorkflow):
         problems = exc.errors
-    elif isinstance(exc, JobQueueUnavailable | LaunchLimitReached):
+    elif isinstance(exc, JobQueueUnavailable | LaunchLimitReached | JobNotRetryable):
         problems = []
     else:  # the job's name: unknown, or not this user's to launch
         problems = [{"field": "task", "message": str(exc)}]
@@ -257,11 +259,12 @@ def job_to_act_on(request: HttpRequest, job_id: str, permission: str, verb: str)
     return result, None
 
 
-@router.post("/{job_id}/retry/", response={202: JobOut, **errors(403, 404, 422, 429, 503)}, url_name="job_retry",
+@router.post("/{job_id}/retry/", response={202: JobOut, **errors(403, 404, 409, 422, 429, 503)}, url_name="job_retry",
              throttle=[JobLaunchThrottle()])
 def job_retry(request, job_id: str, response: HttpResponse):
     """Launch the job again with the same arguments (a workflow's failed step: in its place, so the
-    workflow goes on). Your own jobs, or with 'Can retry jobs'. Answers with the new job."""
+    workflow goes on). Your own jobs, or with 'Can retry jobs'. Answers with the new job; 409 for a job not
+    finished (a retry would run it twice: cancel it first) or a step its workflow does not wait for."""
     result, refused = job_to_act_on(request, job_id, "jobs.retry_job", "retry")
     if refused:
         return refused

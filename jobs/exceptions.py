@@ -60,6 +60,10 @@ class LaunchLimitReached(JobLaunchError):
         self.wait = wait
 
 
+class JobNotRetryable(JobLaunchError):
+    """A retry that would run a job twice at once, or a workflow step out of its turn."""
+
+
 class JobQueueUnavailable(JobLaunchError, RuntimeError):
     """The broker refused or could not be reached; the job was recorded as failed, not queued."""
 

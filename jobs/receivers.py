@@ -35,7 +35,7 @@ def job_failed(sender, task_id: str, exception: BaseException, **kwargs) -> None
     """task_failure (on the worker, for good): a workflow's step fails its workflow."""
     step_id = getattr(sender.request, services.WORKFLOW_STEP_HEADER, None)
     if step_id is not None:
-        services.workflow_step_failed(step_id=step_id, task_id=task_id, error=f"{type(exception).__name__}: {exception}")
+        services.workflow_step_failed(step_id=step_id, task_id=task_id, error=f"failed: {type(exception).__name__}: {exception}")
 
 
 def periodic_task_saving(sender, instance, **kwargs) -> None:

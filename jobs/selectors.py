@@ -100,6 +100,27 @@ def job_get(*, job_id: str, user: AbstractBaseUser) -> TaskResult | None:
 EXCEPTIONS_WITH_MESSAGES = {"jobs.exceptions"}
 
 
+def job_retry_refusal(result: TaskResult) -> str | None:
+    """Why `result` may not be retried now (None: it may): a job not finished would run twice, and
+    a workflow step is retried only as the last attempt of a failed step of a failed workflow."""
+    if result.status not in states.READY_STATES:
+        return (f"Job {result.task_id} is {result.status}, not finished: a retry would run it a second time "
+                "beside it. Cancel it first, or wait for it to end.")
+    record = getattr(result, "record", None)
+    if record is None or not record.step_id:
+        return None
+    step = WorkflowStep.objects.select_related("workflow").get(pk=record.step_id)
+    if step.task_id != result.task_id:
+        return f"Job {result.task_id} is an earlier attempt of its workflow step; retry its latest, {step.task_id}."
+    if step.sending_at is None:
+        return (f"Step {step.path} never ran: its workflow failed before it was due. Retry the failed step it waits "
+                "for, and it runs in its turn.")
+    if result.status == states.SUCCESS or step.workflow.state != Workflow.State.FAILURE:
+        return (f"Only a failed or cancelled step of a failed workflow is retried; workflow {step.workflow_id} is "
+                f"{step.workflow.get_state_display().lower()} and this step {result.status}.")
+    return None
+
+
 def job_outcome(result: TaskResult) -> tuple[Any, str | None]:
     """The job's return value once it succeeded, and its error message once one occurred."""
     if result.status == states.SUCCESS:
@@ -464,10 +485,24 @@ def workflow_graph(flow: Workflow) -> dict[str, Any]:
 
 
 def workflow_failed_steps(flow: Workflow, *, limit: int = 20) -> list[dict[str, str]]:
-    """The first steps whose job failed or was cancelled: path, job name and job id, to retry them."""
+    """The first steps whose job failed or was cancelled (not those that never ran): path, job name
+    and job id, to retry them."""
     ended = TaskResult.objects.filter(status__in=[states.FAILURE, states.REVOKED]).values("task_id")
-    return [{"path": path, "job_id": task_id, "job": task_name} for path, task_id, task_name in
-            flow.steps.filter(task_id__in=ended).order_by("position").values_list("path", "task_id", "task_name")[:limit]]
+    steps = flow.steps.filter(task_id__in=ended, sending_at__isnull=False).order_by("position")
+    return [{"path": path, "job_id": task_id, "job": task_name}
+            for path, task_id, task_name in steps.values_list("path", "task_id", "task_name")[:limit]]
+
+
+def workflow_unfinished(flow: Workflow) -> dict[str, int]:
+    """A workflow's steps not finished, by what cancelling does to them: running (stopped), queued
+    (dropped) and not yet sent (never sent)."""
+    steps = flow.steps.values("task_id")
+    unfinished = dict(TaskResult.objects.filter(task_id__in=steps).exclude(status__in=states.READY_STATES)
+                      .values_list("status").annotate(Count("id")))
+    queued = unfinished.pop(states.PENDING, 0)
+    unsent = flow.steps.filter(sent_at__isnull=True, task_id__in=TaskResult.objects.filter(
+        status=states.PENDING).values("task_id")).count()
+    return {"running": sum(unfinished.values()), "queued": queued - unsent, "unsent": unsent}
 
 
 def workflow_details(flow: Workflow) -> dict[str, Any]:

@@ -28,8 +28,8 @@ from . import broker, outbound, selectors, stats, workflows
 from .catalog import PROGRESS, JobTask, find_job, new_task_id
 from .exceptions import (
     InvalidWorkflow,
-    JobLaunchError,
     JobNotCancellable,
+    JobNotRetryable,
     JobQueueUnavailable,
     LaunchLimitReached,
     WorkerUnreachable,
@@ -238,6 +238,8 @@ def job_record_retried(*, task_id: str, reason: str) -> None:
 def job_retry(*, result: TaskResult, user: AbstractBaseUser) -> TaskResult:
     """Launch a job again with the same arguments, linked to the original, and audit it; a workflow's
     step is retried in its place, so the workflow goes on from it."""
+    if (refusal := selectors.job_retry_refusal(result)) is not None:
+        raise JobNotRetryable(refusal)
     record = result.record
     if record.step_id:
         return workflow_step_retry(result=result, user=user)
@@ -271,6 +273,7 @@ def job_cancel(*, result: TaskResult, user: AbstractBaseUser) -> None:
             record_id=result.pk, kind=JobAction.Kind.CANCEL, actor=user,
             detail="stopped while running" if running else "dequeued",
         )
+        workflow_steps_revoked(task_ids=[result.task_id], why=f"was cancelled by {user}")
     # Workers drop a revoked job when it reaches them and stop it if it runs; a worker that was
     # not listening still skips it, because the result backend finds its row REVOKED (JobTask).
     current_app.control.revoke(result.task_id, terminate=running, signal="SIGTERM")
@@ -365,6 +368,7 @@ def queue_purge(*, name: str, user: AbstractBaseUser | None) -> int:
             # then skips their jobs, which are REVOKED.
             TaskResult.objects.filter(task_id__in=ids, status=states.PENDING).update(
                 status=states.REVOKED, date_done=timezone.now(), result=result)
+            workflow_steps_revoked(task_ids=ids, why=f"was purged from queue {name} by {user}")
             channel.basic_ack(messages[-1].delivery_tag, multiple=True)
             removed += len(messages)
     JobAction.objects.create(kind=JobAction.Kind.PURGE, queue=name, actor=user, detail=f"{removed} messages")
@@ -742,13 +746,27 @@ def _workflow_result(workflow_id: str) -> Any:
 
 
 def workflow_step_failed(*, step_id: int, task_id: str, error: str) -> None:
-    """A step's job failed for good: the workflow fails, naming it; nothing new starts until the step
-    is retried (its running steps finish)."""
+    """A step's job failed for good (or was cancelled or purged): the workflow fails, naming it. Steps
+    already sent run to their end; those not sent never will, and end REVOKED saying why, so nothing
+    waits PENDING for ever. Retrying the step brings them back (workflow_step_retry)."""
     step = WorkflowStep.objects.filter(pk=step_id, task_id=task_id).first()
-    if step is not None:
+    if step is None:
+        return
+    with transaction.atomic():
         Workflow.objects.filter(pk=step.workflow_id, state=Workflow.State.RUNNING).update(
             state=Workflow.State.FAILURE, finished_at=timezone.now(),
-            error=f"Step {step.path} ({step.task_name}, job {task_id}) failed: {error}"[:10_000])
+            error=f"Step {step.path} ({step.task_name}, job {task_id}) {error}"[:10_000])
+        unsent = WorkflowStep.objects.filter(workflow_id=step.workflow_id, sending_at__isnull=True)
+        TaskResult.objects.filter(task_id__in=unsent.values("task_id"), status=states.PENDING).update(
+            status=states.REVOKED, date_done=timezone.now(),
+            result=_revoked_result(f"not run: step {step.path} of its workflow {error}"))
+
+
+def workflow_steps_revoked(*, task_ids: list[str], why: str) -> None:
+    """Jobs ended REVOKED by someone (cancelled, purged): a workflow step among them fails its workflow
+    as a failed step would, so it never stands RUNNING with a step that will not run."""
+    for step_id, task_id in WorkflowStep.objects.filter(task_id__in=task_ids).values_list("pk", "task_id"):
+        workflow_step_failed(step_id=step_id, task_id=task_id, error=why)
 
 
 def _workflow_stop(flow: Workflow, *, state: str, user: AbstractBaseUser | None, error: str) -> tuple[int, list[str]]:
@@ -782,11 +800,6 @@ def workflow_step_retry(*, result: TaskResult, user: AbstractBaseUser) -> TaskRe
     downstream from it once it succeeds. Audited like a job's retry."""
     record = result.record
     step = WorkflowStep.objects.select_related("workflow").get(pk=record.step_id)
-    if step.task_id != result.task_id or result.status not in (states.FAILURE, states.REVOKED) or \
-            step.workflow.state != Workflow.State.FAILURE:
-        raise JobLaunchError(f"Only the last attempt of a failed step of a failed workflow can be retried; workflow "
-                             f"{step.workflow_id} is {step.workflow.get_state_display().lower()} and job "
-                             f"{result.task_id} is {result.status}.")
     with transaction.atomic():
         task_id = new_task_id()
         _job_records_create([{
@@ -797,6 +810,10 @@ def workflow_step_retry(*, result: TaskResult, user: AbstractBaseUser) -> TaskRe
         WorkflowStep.objects.filter(pk=step.pk).update(task_id=task_id, counted=False, sending_at=timezone.now(),
                                                        sent_at=None)
         Workflow.objects.filter(pk=step.workflow_id).update(state=Workflow.State.RUNNING, finished_at=None, error="")
+        # The steps its failure left unsent wait again (the failure ended them REVOKED, "not run").
+        unsent = step.workflow.steps.filter(sending_at__isnull=True).exclude(pk=step.pk)
+        TaskResult.objects.filter(task_id__in=unsent.values("task_id"), status=states.REVOKED).update(
+            status=states.PENDING, date_done=timezone.now(), result=None)
         JobAction.objects.create(record=record, workflow_id=step.workflow_id, kind=JobAction.Kind.RETRY, actor=user,
                                  detail=f"as {task_id}, in its workflow")
         step.task_id = task_id
@@ -818,7 +835,9 @@ def workflows_repair() -> int:
     for step_id, task_id in uncounted:
         workflow_step_succeeded(step_id=step_id, task_id=task_id)
     pending = TaskResult.objects.filter(status=states.PENDING).values("task_id")
-    unsent = list(running.filter(sent_at__isnull=True, sending_at__lt=before, task_id__in=pending))
+    # A failed workflow's steps claimed before it failed were due to run, as its running ones do.
+    claimed = WorkflowStep.objects.filter(workflow__state__in=[Workflow.State.RUNNING, Workflow.State.FAILURE])
+    unsent = list(claimed.filter(sent_at__isnull=True, sending_at__lt=before, task_id__in=pending))
     try:
         _workflow_steps_send(unsent)
     except OperationalError as exc:

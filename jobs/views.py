@@ -100,7 +100,8 @@ def job_detail(request, job_id: str):
         "job": job,
         "result_json": "" if job["result"] is None else json.dumps(job["result"], indent=2),
         "arguments_json": json.dumps(job["arguments"]) if job["arguments"] is not None else "",
-        "can_retry": selectors.may_act_on(request.user, result, "jobs.retry_job"),
+        "may_retry": selectors.may_act_on(request.user, result, "jobs.retry_job"),
+        "retry_refusal": selectors.job_retry_refusal(result),
         "can_cancel": selectors.may_act_on(request.user, result, "jobs.cancel_job") and job["done_at"] is None,
         "who_may_act": WHO_MAY_ACT,
         "launched_workflow": Workflow.objects.filter(launcher_id=result.pk).values_list("pk", flat=True).first(),
@@ -164,7 +165,8 @@ def workflow_detail(request, workflow_id: str):
     """A workflow's live graph, progress and result; cancel it, retry its failed steps."""
     flow = _visible_workflow(request, workflow_id)
     return render(request, "jobs/workflow_detail.html", {
-        **workflow_context(flow), "failed": selectors.workflow_failed_steps(flow),
+        **workflow_context(flow),
+        "failed": selectors.workflow_failed_steps(flow) if flow.state == flow.State.FAILURE else [],
         "can_retry": selectors.may_act_on_workflow(request.user, flow, "jobs.retry_job"),
         "can_cancel": flow.state in (flow.State.RUNNING, flow.State.FAILURE)
         and selectors.may_act_on_workflow(request.user, flow, "jobs.cancel_job"),
@@ -172,18 +174,19 @@ def workflow_detail(request, workflow_id: str):
 
 
 @login_required
-@require_POST
 def workflow_cancel(request, workflow_id: str):
-    """Cancel the workflow (your own, or with 'Can cancel jobs')."""
+    """Confirm, with what it will stop, then cancel the workflow (your own, or with 'Can cancel jobs')."""
     flow = _visible_workflow(request, workflow_id)
     if not selectors.may_act_on_workflow(request.user, flow, "jobs.cancel_job"):
         raise PermissionDenied(WHO_MAY_ACT)
-    try:
-        cancelled = services.workflow_cancel(workflow=flow, user=request.user)
-        messages.success(request, f"Cancelled workflow {flow.id}: {cancelled} steps will not run.")
-    except JobNotCancellable as exc:
-        messages.error(request, str(exc))
-    return redirect("jobs:workflow", flow.id)
+    if request.method == "POST":
+        try:
+            cancelled = services.workflow_cancel(workflow=flow, user=request.user)
+            messages.success(request, f"Cancelled workflow {flow.id}: {cancelled} steps will not run.")
+        except JobNotCancellable as exc:
+            messages.error(request, str(exc))
+        return redirect("jobs:workflow", flow.id)
+    return render(request, "jobs/workflow_cancel.html", {"flow": flow, "counts": selectors.workflow_unfinished(flow)})
 
 
 metrics_registry = CollectorRegistry(auto_describe=False)

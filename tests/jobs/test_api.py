@@ -5,6 +5,7 @@ from unittest import mock
 from celery import states
 from django.contrib.auth.models import User
 from django.test import TestCase, TransactionTestCase, override_settings
+from django.urls import reverse
 from django_celery_results.models import TaskResult
 
 from jobs.catalog import find_job
@@ -253,6 +254,20 @@ class JobActionTests(ApiTestCase):
         self.assertEqual(JobRecord.objects.get(result__task_id=body["id"]).retry_of_id, failed.pk)
         self.assertEqual(len(callbacks), 1)  # published once committed
         self.assertTrue(JobAction.objects.filter(record_id=failed.pk, kind=JobAction.Kind.RETRY).exists())
+
+    def test_a_job_not_finished_is_not_retried_beside_itself_and_its_page_offers_no_retry(self):
+        for status in (states.PENDING, states.STARTED, "PROGRESS", states.RETRY):
+            with self.subTest(status=status):
+                running = self.own(status=status)
+                response = self.client.post(f"/api/jobs/{running.task_id}/retry/")
+                self.assertEqual(response.status_code, 409, response.content)
+                self.assertIn(f"is {status}, not finished: a retry would run it a second time", response.json()["detail"])
+                self.assertFalse(JobRecord.objects.filter(retry_of=running.pk).exists())
+                page = self.client.get(reverse("jobs:detail", args=[running.task_id])).content.decode()
+                self.assertNotIn(reverse("jobs:retry", args=[running.task_id]), page)
+                refused = self.client.post(reverse("jobs:retry", args=[running.task_id]), follow=True)
+                self.assertContains(refused, "Not retried: Job")
+        self.assertFalse(JobAction.objects.filter(kind=JobAction.Kind.RETRY).exists())
 
     def test_cancel_revokes_a_queued_job_and_says_when_it_already_ended(self):
         queued = self.own()

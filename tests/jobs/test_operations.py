@@ -64,7 +64,8 @@ class QueueControlTests(TransactionTestCase):
         wait_for(lambda: self.consuming(worker) == [], message="the worker to stop consuming default")
 
         ids = launch(5)
-        self.assertRegex(self.client.get(OVERVIEW).content.decode(), r'(?s)<tr id="queue-default"[^>]*>.*?<td class="ready">5</td>')
+        self.assertRegex(self.client.get(OVERVIEW).content.decode(),
+                         r'(?s)<tr id="queue-default"[^>]*>.*?<td class="ready">5</td>')
         self.assertEqual(statuses(ids), {states.PENDING})
         page = self.client.get(OVERVIEW).content.decode()
         self.assertIn('<span class="badge paused"', page)

@@ -244,7 +244,11 @@ class WorkflowRunTests(TransactionTestCase):
         failed = self.wait_until(flow["id"], "FAILURE")
         self.assertIn("Step chord.header[1] (testapp.number_from_file", failed["error"])
         self.assertIn("FileNotFoundError", failed["error"])
-        self.assertEqual(failed["counts"], {"SUCCESS": 1, "FAILURE": 1, "PENDING": 1})  # the body never sent
+        # The body was never sent: it ends REVOKED, saying why, rather than PENDING for ever.
+        self.assertEqual(failed["counts"], {"SUCCESS": 1, "FAILURE": 1, "REVOKED": 1})
+        body_step = TaskResult.objects.get(task_id=failed["steps"][2]["job_id"])
+        self.assertIn("not run: step chord.header[1] of its workflow failed: FileNotFoundError", body_step.result)
+        self.assertEqual(self.client.post(f"/api/jobs/{body_step.task_id}/retry/").status_code, 409)  # not its turn
 
         with open(path, "w") as number:
             number.write("7")
@@ -257,6 +261,39 @@ class WorkflowRunTests(TransactionTestCase):
         retried = JobRecord.objects.get(retry_of__result__task_id=failed_job)
         self.assertEqual((retried.step.path, retried.result.status), ("chord.header[1]", "SUCCESS"))
         self.assertTrue(JobAction.objects.filter(kind="retry", workflow_id=flow["id"], actor=self.user).exists())
+
+    def test_cancelling_a_step_fails_its_workflow_and_retrying_the_step_goes_on(self):
+        flow = self.launch(chain(step("testapp.sleep_then_add", seconds=3, x=1), step("testapp.add", input="x", y=1)))
+        first, second = flow["steps"][0]["job_id"], flow["steps"][1]["job_id"]
+        wait_for(lambda: TaskResult.objects.filter(task_id=first, status="STARTED").exists(),
+                 message=f"the first step to start; worker log:\n{self.worker.output()}")
+        self.client.post(reverse("jobs:cancel", args=[first]))
+        failed = self.wait_until(flow["id"], "FAILURE")
+        self.assertIn("was cancelled by ada", failed["error"])
+        self.assertEqual(failed["counts"], {"REVOKED": 2})
+        self.assertIn("not run", TaskResult.objects.get(task_id=second).result)
+        page = self.client.get(reverse("jobs:workflow", args=[flow["id"]])).content.decode()
+        self.assertIn(reverse("jobs:retry", args=[first]), page)
+        self.assertNotIn(reverse("jobs:retry", args=[second]), page)
+
+        response = self.client.post(f"/api/jobs/{first}/retry/")
+        self.assertEqual(response.status_code, 202, response.content)
+        self.assertEqual(self.wait_until(flow["id"], "SUCCESS")["result"], 2)
+
+    def test_a_cancelled_workflow_is_confirmed_with_its_counts_and_offers_no_retry(self):
+        flow = self.launch(chain(step("testapp.sleep_then_add", seconds=30, x=1), step("testapp.add", input="x", y=1)))
+        first = flow["steps"][0]["job_id"]
+        wait_for(lambda: TaskResult.objects.filter(task_id=first, status="STARTED").exists(),
+                 message=f"the first step to start; worker log:\n{self.worker.output()}")
+        confirm = self.client.get(reverse("jobs:workflow_cancel", args=[flow["id"]]))
+        self.assertContains(confirm, "<strong>1</strong> step running", html=False)
+        self.assertContains(confirm, "<strong>1</strong> step waiting for others", html=False)
+        self.assertEqual(Workflow.objects.get(pk=flow["id"]).state, "RUNNING")  # asking cancels nothing
+        self.client.post(reverse("jobs:workflow_cancel", args=[flow["id"]]))
+        self.assertEqual(Workflow.objects.get(pk=flow["id"]).state, "REVOKED")
+        page = self.client.get(reverse("jobs:detail", args=[first])).content.decode()
+        self.assertNotIn(reverse("jobs:retry", args=[first]), page)
+        self.assertIn("Only a failed or cancelled step of a failed workflow is retried", page)
 
     def test_cancel_stops_running_steps_and_queued_ones_never_start(self):
         flow = self.launch(chain(step("testapp.sleep_then_add", seconds=30, x=1), step("testapp.add", input="x", y=1)))
