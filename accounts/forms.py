@@ -27,8 +27,14 @@ class SignInForm(AuthenticationForm):
 
     error_messages = {
         **AuthenticationForm.error_messages,
+        "invalid_login": "Please enter a correct email address and password. Both may be case-sensitive.",
         "not_activated": "This account is not active yet: open the activation link we emailed you, then sign in.",
     }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["username"].label = "Email address"  # accounts are email addresses (SignupForm)
+        self.fields["username"].widget.attrs.update(type="email", autocomplete="email")
 
     def clean(self):
         try:

@@ -1,6 +1,7 @@
 """Sign-up and activation pages."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.conf import settings
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -26,7 +27,8 @@ def signup_view(request):
             form.add_error(None, str(exc))
             return render(request, "registration/signup.html", {"form": form}, status=503)
         # The same answer whether or not the address had an account.
-        return render(request, "registration/signup_done.html", {"email": email})
+        return render(request, "registration/signup_done.html", {
+            "email": email, "printed": settings.EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend"})
     return render(request, "registration/signup.html", {"form": form})
 
 

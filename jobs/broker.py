@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from amqp.basic_message import Message
-from amqp.exceptions import ChannelError
+from amqp.exceptions import ChannelError, NotFound
 from celery import current_app
 from django.conf import settings
 from kombu.exceptions import OperationalError
@@ -180,11 +180,15 @@ def job_queues_declare() -> None:
 
 def messages_taken(channel, queue: str, *, batch: int = 500) -> Iterator[list[Message]]:
     """The messages of `queue`, taken in batches without acknowledging them: acknowledge a batch
-    to remove it; the rest return to the queue when the channel closes."""
+    to remove it; the rest return to the queue when the channel closes. A queue not declared yet
+    (no worker has started on this broker) holds nothing."""
     while True:
         messages = []
-        while len(messages) < batch and (message := channel.basic_get(queue=queue, no_ack=False)) is not None:
-            messages.append(message)
+        try:
+            while len(messages) < batch and (message := channel.basic_get(queue=queue, no_ack=False)) is not None:
+                messages.append(message)
+        except NotFound:
+            return
         if not messages:
             return
         yield messages

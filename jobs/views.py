@@ -98,8 +98,8 @@ def job_detail(request, job_id: str):
     job = json.loads(DjangoJSONEncoder().encode(job_out(request, result)))
     return render(request, "jobs/job_detail.html", {
         "job": job,
-        "result_json": "" if job["result"] is None else json.dumps(job["result"], indent=2),
-        "arguments_json": json.dumps(job["arguments"]) if job["arguments"] is not None else "",
+        "result_json": "" if job["result"] is None else json.dumps(job["result"], indent=2, ensure_ascii=False),
+        "arguments_json": json.dumps(job["arguments"], ensure_ascii=False) if job["arguments"] is not None else "",
         "may_retry": selectors.may_act_on(request.user, result, "jobs.retry_job"),
         "retry_refusal": selectors.job_retry_refusal(result),
         "can_cancel": selectors.may_act_on(request.user, result, "jobs.cancel_job") and job["done_at"] is None,
@@ -157,7 +157,7 @@ def workflow_context(flow) -> dict:
     """What the workflow's graph partial shows (its page and its admin page)."""
     graph = selectors.workflow_graph(flow)
     return {"flow": flow, "graph": graph, "drawing": graph_draw(graph), "live": flow.state == flow.State.RUNNING,
-            "result_json": json.dumps(flow.result, indent=2)}
+            "result_json": json.dumps(flow.result, indent=2, ensure_ascii=False)}
 
 
 @login_required

@@ -51,11 +51,16 @@ AXES_IPWARE_PROXY_COUNT = PROXY_COUNT or None  # django-axes (the sign-in lockou
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if BEHIND_PROXY else ["REMOTE_ADDR"]
 
 # Failed sign-ins, on the site's login page and the admin's (django-axes): after
-# LOGIN_FAILURE_LIMIT failures for one account, or from one address, that account or address is
-# refused for LOGIN_LOCKOUT_MINUTES, with a page that says so. A success resets the count.
+# LOGIN_FAILURE_LIMIT failures for one account from one address, that account is refused on that
+# address for LOGIN_LOCKOUT_MINUTES (elsewhere, its owner still signs in); after
+# LOGIN_ADDRESS_FAILURE_LIMIT failures from one address over any accounts, the address is. A page
+# says so. A success resets the count. Why: site_config/lockout.py.
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=50)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_HANDLER = "site_config.lockout.AccountOnAddressLockout"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]  # site_config/lockout.py counts them
+
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AUTHENTICATION_BACKENDS = [
@@ -159,6 +164,7 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+FORMAT_MODULE_PATH = ["site_config.formats"]  # one time format everywhere (see its module)
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

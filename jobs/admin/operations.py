@@ -185,6 +185,17 @@ class QueueAdmin(OperationsAdmin):
                             if name in worker.queues and worker.status in ("busy", "idle")],
         ))
 
+    def discard_confirm(self, request, chosen, *, filters: dict[str, str]):
+        """Discarding every dead letter a filter matches, none ticked, asks first, with how many."""
+        try:
+            letters, total = selectors.dead_letters_peek()
+        except broker.BrokerUnavailable as exc:
+            messages.error(request, f"Nothing was changed: {exc}")
+            return redirect(request.get_full_path())
+        return TemplateResponse(request, "admin/jobs/operations/dead_letters_discard.html", self.context(
+            request, title="Discard dead letters?", matching=sum(map(chosen, letters)), looked_at=len(letters),
+            total=total, filters={key: value for key, value in filters.items() if value}))
+
     def dead_letters_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -198,6 +209,8 @@ class QueueAdmin(OperationsAdmin):
             self.operator_check(request)
             ids = set(request.POST.getlist("id"))
             requeue = request.POST.get("action") == "requeue"
+            if not ids and not requeue and request.POST.get("confirmed") != "yes":
+                return self.discard_confirm(request, chosen, filters={"job": job, "queue": queue, "reason": reason})
             try:
                 done = services.dead_letters_handle(
                     requeue=requeue, user=request.user,

@@ -49,6 +49,18 @@ class SignupTests(TestCase):
                 callback()
         apply_async.assert_called_once_with((user.pk,), {})
 
+    def test_in_development_the_answer_says_where_the_printed_email_is(self):
+        with self.settings(EMAIL_BACKEND="django.core.mail.backends.console.EmailBackend"):
+            self.assertContains(self.signup(), "the <code>worker-email</code> lines of <code>make run</code>")
+        with self.settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend"):
+            self.assertNotContains(self.signup(email="bo@example.com"), "worker-email")
+
+    def test_the_sign_in_form_asks_for_the_email_address(self):
+        page = self.client.get("/accounts/login/")
+        self.assertContains(page, '<label for="id_username">Email address:</label>', html=True)
+        self.assertContains(page, 'type="email"')
+        self.assertNotContains(page, "Username")
+
     def test_the_answer_does_not_tell_whether_an_address_is_registered(self):
         """A registered address gets the same page as a new one, and no email is queued."""
         new = self.signup(email="new@example.com").content.decode().replace("new@example.com", "ADDRESS")
@@ -157,4 +169,4 @@ class SignInBeforeActivationTests(TestCase):
                                                          "password": "a-long-pass-phrase"})
         self.assertContains(response, "This account is not active yet: open the activation link")
         response = self.client.post("/accounts/login/", {"username": "ada@example.com", "password": "wrong"})
-        self.assertContains(response, "Please enter a correct username and password")
+        self.assertContains(response, "Please enter a correct email address and password")

@@ -6,6 +6,7 @@ import time
 from unittest import mock
 
 from celery import states
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import TestCase, TransactionTestCase, override_settings, tag
 from django.urls import reverse
@@ -245,6 +246,38 @@ class DeadLetterTests(TransactionTestCase):
         self.assertEqual(dead_letter_count(), before)
         action = JobAction.objects.get(kind="requeue")
         self.assertEqual((action.record_id, action.actor, action.detail), (result.pk, operator, "after 1 deaths (rejected)"))
+
+
+    def test_discarding_with_nothing_ticked_asks_first_with_the_count_and_the_filter(self):
+        self.client.force_login(staff("otto", "jobs.view_queue", "jobs.operate_queue"))
+        worker = Worker(concurrency=1).start()
+        self.addCleanup(worker.stop)
+        before = dead_letter_count()
+        services.job_launch(name="testapp.needs_file", kwargs={"path": "/nonexistent/needed.txt"},
+                            options={"queue": "default"})
+        wait_for(lambda: dead_letter_count() == before + 1, timeout=30, message=f"the dead letter:\n{worker.output()}")
+        address = reverse("admin:jobs_queue_dead_letters") + "?job=testapp.needs_file"
+
+        confirm = self.client.post(address, {"action": "discard"})
+        self.assertContains(confirm, "Every dead letter with job “testapp.needs_file”")
+        self.assertContains(confirm, "<strong>1</strong> of the", html=False)
+        self.assertEqual(dead_letter_count(), before + 1)  # asking discards nothing
+
+        response = self.client.post(address, {"action": "discard", "confirmed": "yes"}, follow=True)
+        self.assertContains(response, "1 dead letters discarded.")
+        self.assertEqual(dead_letter_count(), before)
+        self.assertEqual(JobAction.objects.get(kind="discard").actor.username, "otto")
+
+
+@tag("integration")
+class FreshBrokerTests(TestCase):
+    def test_the_dead_letters_page_of_a_broker_no_worker_has_declared_its_queue_on_says_none(self):
+        with broker.broker_channel() as channel:
+            channel.queue_delete(settings.DEAD_LETTER_QUEUE)
+        self.addCleanup(broker.dead_letter_queue_declare)
+        self.client.force_login(staff("otto", "jobs.view_queue", "jobs.operate_queue"))
+        page = self.client.get(reverse("admin:jobs_queue_dead_letters"))
+        self.assertContains(page, "0 messages in the dead-letter queue")
 
 
 class OperationsPermissionTests(TestCase):

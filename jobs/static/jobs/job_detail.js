@@ -6,6 +6,19 @@
   const connection = document.getElementById("connection");
   let delay = 1000;
 
+  // As the page's template writes a time (jobs_time.when): 2026-12-06 08:35:12, in the site's zone.
+  function when(iso) {
+    if (!iso) return "";
+    const element = document.createElement("time");
+    element.dateTime = iso;
+    element.textContent = iso.replace("T", " ").slice(0, 19);
+    return element;
+  }
+
+  function showTime(id, iso) {
+    document.getElementById(id).replaceChildren(when(iso));
+  }
+
   function show(job) {
     const status = document.getElementById("status");
     status.textContent = job.status;
@@ -16,8 +29,8 @@
       ? `${job.progress.current} / ${job.progress.total} ${job.progress.message}` : "";
     document.getElementById("result").textContent = job.result === null ? "" : JSON.stringify(job.result, null, 2);
     document.getElementById("error").textContent = job.error || "";
-    document.getElementById("started").textContent = job.started_at || "";
-    document.getElementById("done").textContent = job.done_at || "";
+    showTime("started", job.started_at);
+    showTime("done", job.done_at);
     document.getElementById("worker").textContent = job.worker || "";
   }
 
