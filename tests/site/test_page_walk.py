@@ -32,7 +32,8 @@ OFF_SCREEN = """(wide) => {
     const box = table.parentElement.getBoundingClientRect();
     if (table.getBoundingClientRect().right > Math.min(box.right, width) + 1 && table.offsetParent)
       found.push(`table ${table.id || table.className} cut off at ${Math.round(box.right)}px: ` +
-        [...table.querySelectorAll("thead th")].map(th => `${th.textContent.trim()} ${Math.round(th.getBoundingClientRect().width)}`).join(", "));
+        [...table.querySelectorAll("thead th")]
+          .map(th => `${th.textContent.trim()} ${Math.round(th.getBoundingClientRect().width)}`).join(", "));
   }
   return found;
 }"""
