@@ -1,5 +1,8 @@
 # Two commands: `make run` (the whole stack, in the foreground) and `make test`.
 PYTHON ?= python3.11
+# The web process listens on 127.0.0.1:$(PORT) (WEB_HOST=0.0.0.0 for every interface): `make run PORT=8001`
+# runs a second checkout beside the first.
+PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -14,7 +17,9 @@ run: $(VENV)/installed .env
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	# The Procfile's commands come from the virtualenv. `--env /dev/null`: honcho would otherwise load
 	# .env over the exported environment; the settings read .env themselves, under it.
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --env /dev/null
+	# `--port`: honcho gives the web process $$PORT (the others the next hundreds, unused). Workers and
+	# beat run under bin/respawn: one that crashes starts again, and the rest stay up.
+	PATH="$(CURDIR)/$(BIN):$$PATH" WEB_PORT=$(PORT) $(BIN)/honcho start --env /dev/null --port $(PORT)
 
 test: $(VENV)/installed .env
 	$(BIN)/python manage.py collectstatic --noinput -v0

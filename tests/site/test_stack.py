@@ -15,6 +15,12 @@ def procfile() -> dict[str, str]:
     return dict(line.split(": ", 1) for line in lines if line.strip())
 
 
+def as_in_a_container(command: str) -> str:
+    """A Procfile command as Compose runs it: on every interface of its container, port 8000, and
+    restarted by Compose (restart: unless-stopped) rather than by bin/respawn."""
+    return command.replace("${WEB_HOST:-127.0.0.1}:$PORT", "0.0.0.0:8000").removeprefix("bin/respawn ")
+
+
 def default_broker_url(services) -> str:
     """The app's broker URL when CELERY_BROKER_URL is not exported: the compose file's own node."""
     value = services["worker"]["environment"]["CELERY_BROKER_URL"]
@@ -55,7 +61,7 @@ class ComposeTests(SimpleTestCase):
         self.assertEqual(set(local), APP_SERVICES)
         for name in APP_SERVICES:
             with self.subTest(service=name):
-                self.assertEqual(self.services[name]["command"], local[name])
+                self.assertEqual(self.services[name]["command"], as_in_a_container(local[name]))
 
     def test_one_image_for_every_app_process(self):
         images = {self.services[name]["image"] for name in APP_SERVICES | {"migrate"}}
@@ -129,7 +135,7 @@ class RunUsesTheEnvironmentTests(SimpleTestCase):
         import tempfile
 
         makefile = (ROOT / "Makefile").read_text()
-        options = re.search(r"honcho start(.*)", makefile).group(1).split()
+        options = re.search(r"honcho start(.*)", makefile).group(1).replace("$(PORT)", "8000").split()
         with tempfile.TemporaryDirectory() as directory:
             (Path(directory) / ".env").write_text("DATABASE_URL=postgres://postgres@127.0.0.1:5432/from_dot_env\n")
             procfile_path = Path(directory) / "Procfile"
@@ -143,3 +149,48 @@ class RunUsesTheEnvironmentTests(SimpleTestCase):
                 capture_output=True, text=True, timeout=60,
             )
         self.assertIn("DATABASE_URL=postgres://postgres@127.0.0.1:5432/from_shell", result.stdout, result.stderr)
+
+
+class RunSurvivesACrashedWorkerTests(SimpleTestCase):
+    def test_a_worker_killed_under_make_run_starts_again_and_the_web_stays_on_its_port(self):
+        """honcho, as `make run` starts it, with the real bin/respawn: SIGKILL a worker, and it comes
+        back while the web process keeps answering on the port it was given."""
+        import re
+        import signal
+        import subprocess
+        import sys
+        import tempfile
+        import time
+        import urllib.request
+
+        from jobs.testing.processes import free_port, wait_for
+
+        port = free_port()
+        with tempfile.TemporaryDirectory() as directory:
+            (Path(directory) / "Procfile").write_text(
+                "web: python -m http.server $PORT --bind 127.0.0.1\n"
+                f"worker: {ROOT}/bin/respawn python -c \"import os, time; print('worker pid', os.getpid(), flush=True); "
+                "time.sleep(600)\"\n")
+            log = Path(directory) / "log"
+            with open(log, "w") as output:
+                honcho = subprocess.Popen(
+                    [sys.executable, "-m", "honcho", "start", "--env", "/dev/null", "--port", str(port), "-d", directory,
+                     "-f", str(Path(directory) / "Procfile")], stdout=output, stderr=subprocess.STDOUT,
+                    env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                         "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+            try:
+                def pids():
+                    return re.findall(r"worker pid (\d+)", log.read_text())
+
+                first = wait_for(lambda: pids(), timeout=20, message="the worker")[0]
+                os.kill(int(first), signal.SIGKILL)
+                wait_for(lambda: len(pids()) == 2, timeout=20, message=f"the worker to start again:\n{log.read_text()}")
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    self.assertEqual(response.status, 200)
+                self.assertIsNone(honcho.poll(), log.read_text())
+            finally:
+                os.killpg(honcho.pid, signal.SIGINT)
+                honcho.wait(timeout=20)
+                time.sleep(0.5)
+            self.assertNotIn("worker pid", subprocess.run(["pgrep", "-af", "worker pid"], capture_output=True,
+                                                           text=True).stdout)
