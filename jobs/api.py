@@ -159,6 +159,13 @@ class ProgressOut(Schema):
     message: str
 
 
+class DeliveryOut(Schema):
+    started_at: datetime
+    worker: str | None
+    ended: str = Field(description="running, success, failure, revoked; or how an earlier delivery ended "
+                                   "(interrupted: its worker lost mid-run; failed, and was retried).")
+
+
 class JobOut(Schema):
     id: str
     task: str
@@ -173,7 +180,10 @@ class JobOut(Schema):
     launched_by: str | None
     origin: str | None = Field(description="api, page, schedule, retry or code.")
     periodic_task: str | None
-    attempt: int
+    attempt: int = Field(description="How many times it was run: Celery's retries and redeliveries (a worker lost mid-run) count.")
+    deliveries: list[DeliveryOut] = Field(description="Each time a worker started it, oldest first.")
+    waiting: str | None = Field(description="For a queued job: why no worker may take it (its queue paused, or no worker "
+                                            "consuming it); null when one will in its turn.")
     last_error: str
     retry_of: str | None
     retried_as: list[str]

@@ -10,6 +10,7 @@ its TaskResult table.
   in one statement, which holds its locks for as long as millions of rows take; here they go in
   batches, each its own short transaction.
 """
+import json
 from datetime import timedelta
 
 from celery import states
@@ -21,6 +22,16 @@ from django.utils import timezone
 from django_celery_results.managers import TaskResultManager
 
 from .catalog import PROGRESS
+
+
+# How an earlier delivery of a job ended, by the state its row was in when the job started again.
+DELIVERY_ENDINGS = {
+    states.STARTED: "interrupted: its worker stopped or was lost mid-run",
+    PROGRESS: "interrupted: its worker stopped or was lost mid-run",
+    states.RETRY: "failed, and was retried",
+    states.PENDING: "ended, and the job was sent again (a requeued dead letter)",
+    states.FAILURE: "failed, and the job was sent again",
+}
 
 
 def run_lease() -> timedelta:
@@ -83,11 +94,13 @@ class StoredResultManager(TaskResultManager):
                 SELECT 1 FROM {quote(apps.get_model('jobs', 'Worker')._meta.db_table)} w WHERE w.hostname = {table}.worker
                 AND w.stopped_at IS NULL AND w.last_heartbeat > %s
                 AND w.running @> jsonb_build_array(jsonb_build_object('id', {table}.task_id))))"""
+        # A start also returns the row's earlier start, if any: the delivery it replaces (see below).
         sql = (
+            f"WITH prior AS (SELECT date_started, worker, status FROM {table} WHERE task_id = %s) "
             f"INSERT INTO {table} ({', '.join(map(quote, columns))}) VALUES ({', '.join(['%s'] * len(columns))}) "
             f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(f'{quote(c)} = EXCLUDED.{quote(c)}' for c in fields)} "
             f"WHERE {table}.status <> %s AND NOT ({table}.status = %s AND EXCLUDED.status = %s) AND NOT ({lease}) "
-            "RETURNING id"
+            "RETURNING id, (SELECT date_started FROM prior), (SELECT worker FROM prior), (SELECT status FROM prior)"
         )
         if status == states.STARTED and not connection.in_atomic_block:
             # Committed without waiting for the WAL to reach the disk: the row is seen at once, and
@@ -96,11 +109,22 @@ class StoredResultManager(TaskResultManager):
             sql = "SET LOCAL synchronous_commit TO OFF; " + sql
         with connection.cursor() as cursor:
             lease_start = now - run_lease()
-            cursor.execute(sql, [task_id, now, *fields.values(), states.REVOKED, states.SUCCESS, states.STARTED,
+            cursor.execute(sql, [task_id, task_id, now, *fields.values(), states.REVOKED, states.SUCCESS, states.STARTED,
                                  lease_start, lease_start])
-            if cursor.fetchone() is None:
+            stored = cursor.fetchone()
+            if stored is None:
                 cursor.execute(f"SELECT status, worker FROM {table} WHERE task_id = %s", [task_id])
                 raise JobSettled(task_id, *cursor.fetchone())
+            pk, started_before, worker_before, status_before = stored
+            if status == states.STARTED and started_before is not None:
+                # Delivered again (its worker lost mid-run, a retry, a requeued dead letter): the
+                # earlier delivery is kept on the job's record before this one's start replaces it.
+                # A job delivered once, nearly all of them, pays nothing for this.
+                record_table = quote(apps.get_model("jobs", "JobRecord")._meta.db_table)
+                delivery = {"started_at": started_before.isoformat(), "worker": worker_before,
+                            "ended": DELIVERY_ENDINGS.get(status_before, status_before)}
+                cursor.execute(f"UPDATE {record_table} SET deliveries = deliveries || %s::jsonb WHERE result_id = %s",
+                               [json.dumps([delivery]), pk])
 
     def delete_expired(self, expires: timedelta | float) -> int:
         """Delete results done longer than `expires` ago, a batch at a time; return how many."""

@@ -44,6 +44,9 @@ class JobRecord(models.Model):
     )
     attempts = models.PositiveIntegerField(default=1, help_text="Celery's retries of this job, plus one.")
     last_error = models.TextField(blank=True, help_text="The error that caused the last retry.")
+    deliveries = models.JSONField(default=list, blank=True, help_text=(
+        "Its deliveries before the latest, oldest first: [{started_at, worker, ended}]. A job delivered "
+        "again (its worker lost mid-run, a retry) keeps here what its row's start and worker then said."))
     cancelled_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -1,6 +1,7 @@
 """Reads shared by the API, the pages and the admin, the operations pages' included."""
 import json
 import re
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -147,10 +148,39 @@ def job_progress(result: TaskResult) -> dict[str, Any]:
             "message": ""}
 
 
+# How long the queues' state read for job pages is reused: a page polling every second, or a list of
+# 50 queued jobs, costs two small queries a few seconds, not two per job.
+QUEUES_SERVED_SECONDS = 3
+_queues_served: tuple[float, set[str], set[str]] = (0.0, set(), set())
+
+
+def job_waiting_reason(queue: str) -> str | None:
+    """Why a job queued on `queue` may wait for nobody: the queue is paused, or no live worker (by
+    their heartbeats) consumes it. None when a worker will take it in its turn."""
+    global _queues_served
+    read_at, paused, consumed = _queues_served
+    if time.monotonic() - read_at > QUEUES_SERVED_SECONDS:
+        alive = Worker.objects.filter(stopped_at=None,
+                                      last_heartbeat__gte=timezone.now() - timedelta(seconds=3 * settings.WORKER_HEARTBEAT_SECONDS))
+        paused, consumed = paused_queues(), {queue for queues in alive.values_list("consuming", flat=True) for queue in queues}
+        _queues_served = (time.monotonic(), paused, consumed)
+    if not queue:
+        return None
+    if queue in paused:
+        return f"Queue {queue} is paused: no worker takes its jobs until an operator resumes it."
+    if queue not in consumed:
+        return f"No worker is consuming queue {queue}: the job waits until one is started for it."
+    return None
+
+
 def job_details(result: TaskResult) -> dict[str, Any]:
     """Everything the API and the pages show about one job (a row of jobs_with_details())."""
     value, error = job_outcome(result)
     record = getattr(result, "record", None)
+    deliveries = [*(record.deliveries if record else [])]
+    if result.date_started is not None:  # the latest delivery, as the row says it now
+        deliveries.append({"started_at": result.date_started.isoformat(), "worker": result.worker,
+                           "ended": result.status.lower() if result.status in states.READY_STATES else "running"})
     return {
         "id": result.task_id,
         "task": result.task_name,
@@ -164,7 +194,9 @@ def job_details(result: TaskResult) -> dict[str, Any]:
         "launched_by": record.launched_by.get_username() if record and record.launched_by else None,
         "origin": record.origin if record else None,
         "periodic_task": result.periodic_task_name,
-        "attempt": record.attempts if record else 1,
+        "attempt": max(record.attempts if record else 1, len(deliveries)),
+        "deliveries": deliveries,
+        "waiting": job_waiting_reason(record.queue) if result.status == states.PENDING and record else None,
         "last_error": record.last_error if record else "",
         "retry_of": record.retry_of.result.task_id if record and record.retry_of else None,
         "retried_as": result.retried_as_ids or [],

@@ -126,9 +126,10 @@ result AS (
     FROM job
     RETURNING id, task_id
 )
-INSERT INTO {records} (result_id, launched_by_id, origin, arguments, queue, retry_of_id, step_id, attempts, last_error)
+INSERT INTO {records} (result_id, launched_by_id, origin, arguments, queue, retry_of_id, step_id, attempts, last_error,
+                       deliveries)
 SELECT result.id, job.launched_by_id::{user_key}, job.origin, job.arguments::jsonb, job.queue,
-       job.retry_of_id::{record_key}, job.step_id::{step_key}, 1, ''
+       job.retry_of_id::{record_key}, job.step_id::{step_key}, 1, '', '[]'
 FROM result JOIN job USING (task_id)
 """
 

@@ -225,6 +225,28 @@ class JobDetailTests(ApiTestCase):
         body = self.get(f"/api/jobs/{record.task_id}/").json()
         self.assertEqual((body["launched_by"], body["arguments"]), ("bob", {"args": [4, 4], "kwargs": {}}))
 
+    def test_a_queued_job_says_when_no_worker_may_take_it(self):
+        from django.utils import timezone
+
+        from jobs import selectors
+        from jobs.models import Queue, Worker
+
+        queued = self.own(task_id="6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f15", task_name="testapp.add", status="PENDING")
+        JobRecord.objects.filter(result=queued).update(queue="default")
+
+        def waiting():
+            selectors._queues_served = (0.0, set(), set())  # read afresh, not from the last few seconds
+            return self.get(f"/api/jobs/{queued.task_id}/").json()["waiting"]
+
+        self.assertEqual(waiting(), "No worker is consuming queue default: the job waits until one is started for it.")
+        Worker.objects.create(hostname="w@h", queues=["default"], consuming=["default"], started_at=timezone.now(),
+                              last_heartbeat=timezone.now())
+        self.assertIsNone(waiting())
+        Queue.objects.create(name="default", paused_at=timezone.now())
+        self.assertEqual(waiting(), "Queue default is paused: no worker takes its jobs until an operator resumes it.")
+        page = self.client.get(reverse("jobs:detail", args=[queued.task_id]))
+        self.assertContains(page, "Queue default is paused")
+
     def test_progress_is_reported_while_running(self):
         meta = json.dumps({"current": 3, "total": 12, "message": "9 s to go"})
         record = self.own(task_id="6a0f8f2e-9a53-4d8e-9a89-3b0c8b1f1f14", task_name="testapp.countdown",

@@ -133,7 +133,7 @@ class WorkerRoundTripTests(TransactionTestCase):
             self.assertEqual(TaskResult.objects.get(task_id=TASK_ID).status, states.STARTED)  # seen at once
             celery_app.backend.store_result(TASK_ID, 8, states.SUCCESS)
         started, _, outcome = (query["sql"] for query in queries.captured_queries)
-        self.assertTrue(started.startswith("SET LOCAL synchronous_commit TO OFF; INSERT"), started)
+        self.assertTrue(started.startswith("SET LOCAL synchronous_commit TO OFF; WITH prior AS"), started)
         self.assertNotIn("synchronous_commit", outcome)
         with connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")  # for that statement only

@@ -22,7 +22,7 @@ from django_celery_results.models import TaskResult
 
 from accounts.services import api_token_create
 from examples.models import Probe
-from jobs import services
+from jobs import selectors, services
 from jobs.catalog import find_job
 from jobs.models import JobRecord
 from jobs.testing.processes import Beat, Worker, dead_letter_count, wait_for
@@ -80,6 +80,8 @@ class FaultTests(TransactionTestCase):
         record = JobRecord.objects.get(result__task_id=task_ids[0])
         self.assertEqual(record.attempts, 2)
         self.assertIn("SIGKILL", record.last_error)
+        # The interrupted delivery is kept, not overwritten by the second start.
+        self.assertEqual([(d["worker"], d["ended"]) for d in record.deliveries], [(worker.name, "failed, and was retried")])
         print(f"\nfault: pool process SIGKILL: {BATCH} jobs, 1 killed mid-run and run again, 0 lost, "
               f"0 doubled effects ({rerun} recorded twice)")
 
@@ -135,11 +137,19 @@ class FaultTests(TransactionTestCase):
         wait_for(lambda: self.done(task_ids) >= 5, message="a few jobs to finish")
         doomed.kill()
         killed_at = time.monotonic()
-        in_flight = TaskResult.objects.filter(task_id__in=task_ids, status="STARTED").count()
+        running = list(TaskResult.objects.filter(task_id__in=task_ids, status="STARTED").values_list("task_id", flat=True))
+        in_flight = len(running)
         survivor = Worker(concurrency=2).start()
         self.addCleanup(survivor.stop)
         wait_for(lambda: self.done(task_ids) == BATCH, timeout=90, message="the batch to finish after the kill")
         rerun = self.assertNothingLostOrDoubled(task_ids)
+        self.assertGreater(in_flight, 0)
+        for task_id in running:  # each shows its interrupted delivery, and its second
+            job = selectors.job_details(selectors.jobs_with_details().get(task_id=task_id))
+            self.assertEqual([(d["worker"], d["ended"]) for d in job["deliveries"]],
+                             [(doomed.name, "interrupted: its worker stopped or was lost mid-run"),
+                              (survivor.name, "success")])
+            self.assertEqual(job["attempt"], 2)
         print(f"\nfault: worker SIGKILL: {BATCH} jobs, {in_flight} running when killed and run again, 0 lost, "
               f"0 doubled effects ({rerun} recorded twice), all done {time.monotonic() - killed_at:.1f} s after")
 

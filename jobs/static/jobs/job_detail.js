@@ -29,6 +29,7 @@
       ? `${job.progress.current} / ${job.progress.total} ${job.progress.message}` : "";
     document.getElementById("result").textContent = job.result === null ? "" : JSON.stringify(job.result, null, 2);
     document.getElementById("error").textContent = job.error || "";
+    document.getElementById("waiting").textContent = job.waiting || "";
     showTime("started", job.started_at);
     showTime("done", job.done_at);
     document.getElementById("worker").textContent = job.worker || "";
