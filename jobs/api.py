@@ -180,7 +180,8 @@ class JobOut(Schema):
     launched_by: str | None
     origin: str | None = Field(description="api, page, schedule, retry or code.")
     periodic_task: str | None
-    attempt: int = Field(description="How many times it was run: Celery's retries and redeliveries (a worker lost mid-run) count.")
+    attempt: int = Field(description="How many times it was run: Celery's retries and redeliveries (a worker lost "
+                                     "mid-run) count.")
     deliveries: list[DeliveryOut] = Field(description="Each time a worker started it, oldest first.")
     waiting: str | None = Field(description="For a queued job: why no worker may take it (its queue paused, or no worker "
                                             "consuming it); null when one will in its turn.")

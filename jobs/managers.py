@@ -23,7 +23,6 @@ from django_celery_results.managers import TaskResultManager
 
 from .catalog import PROGRESS
 
-
 # How an earlier delivery of a job ended, by the state its row was in when the job started again.
 DELIVERY_ENDINGS = {
     states.STARTED: "interrupted: its worker stopped or was lost mid-run",

@@ -160,8 +160,8 @@ def job_waiting_reason(queue: str) -> str | None:
     global _queues_served
     read_at, paused, consumed = _queues_served
     if time.monotonic() - read_at > QUEUES_SERVED_SECONDS:
-        alive = Worker.objects.filter(stopped_at=None,
-                                      last_heartbeat__gte=timezone.now() - timedelta(seconds=3 * settings.WORKER_HEARTBEAT_SECONDS))
+        heard_since = timezone.now() - timedelta(seconds=3 * settings.WORKER_HEARTBEAT_SECONDS)
+        alive = Worker.objects.filter(stopped_at=None, last_heartbeat__gte=heard_since)
         paused, consumed = paused_queues(), {queue for queues in alive.values_list("consuming", flat=True) for queue in queues}
         _queues_served = (time.monotonic(), paused, consumed)
     if not queue:
