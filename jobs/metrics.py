@@ -52,7 +52,9 @@ class JobsCollector(Collector):
         yield from self.beat()
 
     def queues(self):
-        up = GaugeMetricFamily("jobs_broker_up", "1 when RabbitMQ's management API answered this scrape.")
+        up = GaugeMetricFamily("jobs_broker_up", "1 when RabbitMQ itself (AMQP) answered this scrape.")
+        management_up = GaugeMetricFamily("jobs_broker_management_up",
+                                          "1 when RabbitMQ's management API (unacked counts, rates) answered this scrape.")
         gauges = {
             "ready": GaugeMetricFamily("jobs_queue_messages_ready", "Jobs waiting in the queue.", labels=["queue"]),
             "unacked": GaugeMetricFamily("jobs_queue_messages_unacked", "Jobs workers hold (running or prefetched).",
@@ -60,18 +62,27 @@ class JobsCollector(Collector):
             "consumers": GaugeMetricFamily("jobs_queue_consumers", "Workers consuming the queue.", labels=["queue"]),
         }
         paused = GaugeMetricFamily("jobs_queue_paused", "1 while the queue is paused.", labels=["queue"])
+        names = [*selectors.job_queue_names(), settings.DEAD_LETTER_QUEUE]
         try:
             figures = broker.queues_stats()
         except broker.BrokerUnavailable:
             figures = None
-        up.add_metric([], 1 if figures is not None else 0)
+        try:  # ready and consumers as of now, from RabbitMQ itself, whether or not its management API answers
+            counted = broker.queues_counted(names)
+        except broker.BrokerUnavailable:
+            counted = None
+        up.add_metric([], 1 if counted is not None else 0)
+        management_up.add_metric([], 1 if figures is not None else 0)
         paused_names = selectors.paused_queues()
-        for name in [*selectors.job_queue_names(), settings.DEAD_LETTER_QUEUE]:
+        for name in names:
             if name != settings.DEAD_LETTER_QUEUE:
                 paused.add_metric([name], 1 if name in paused_names else 0)
+            if counted and name in counted:
+                gauges["ready"].add_metric([name], counted[name][0])
+                gauges["consumers"].add_metric([name], counted[name][1])
             if figures and name in figures:
-                for attribute, gauge in gauges.items():
-                    gauge.add_metric([name], getattr(figures[name], attribute))
+                gauges["unacked"].add_metric([name], figures[name].unacked)
+        yield management_up
         yield up
         yield paused
         yield from gauges.values()

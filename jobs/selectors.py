@@ -239,9 +239,13 @@ def queues_overview() -> tuple[list[dict[str, Any]], broker.QueueStats | None, s
     paused state; the dead-letter queue's figures; and the broker's error, or "" when it answered."""
     try:
         stats, error = broker.queues_stats(), ""
+    except broker.BrokerUnavailable as exc:  # RabbitMQ itself may still answer: its counts are shown
+        stats, error = {}, str(exc)
+    try:
         # Depths and consumers as of now, not as of the management API's last sample: the page
         # shown after a purge, a pause or a launch agrees with what was just done.
-        for name, (ready, consumers) in broker.queues_counted(list(stats)).items():
+        for name, (ready, consumers) in broker.queues_counted([*job_queue_names(), settings.DEAD_LETTER_QUEUE]).items():
+            stats.setdefault(name, broker.QueueStats(name=name))
             stats[name].ready, stats[name].consumers = ready, consumers
     except broker.BrokerUnavailable as exc:
         stats, error = {}, str(exc)

@@ -36,6 +36,9 @@ def _visible_job(request, job_id: str):
     return result
 
 
+JOB_LIST_LIVE_SECONDS = 5  # how often the jobs list refreshes itself while its tab is visible
+
+
 @login_required
 def job_list(request):
     """The signed-in user's jobs (staff: everyone's), newest first, filtered by status and job."""
@@ -50,10 +53,13 @@ def job_list(request):
         messages.error(request, str(exc))
         workflow = ""
         http_status = 400
+    sees_everyone = selectors.sees_every_job(request.user)
     return render(request, "jobs/job_list.html", {
-        "jobs": [selectors.job_details(result) for result in rows],
-        "statuses": selectors.STATES, "tasks": list(catalog()), "status": status, "task": task,
-        "workflow": workflow, "page": page, "has_next": has_next, "sees_everyone": selectors.sees_every_job(request.user),
+        "jobs": [selectors.job_details(result) for result in rows], "statuses": selectors.STATES,
+        # Someone who sees only their own jobs is offered the jobs they may launch, not the system's.
+        "tasks": list(catalog() if sees_everyone else catalog(request.user)), "status": status, "task": task,
+        "workflow": workflow, "page": page, "has_next": has_next, "sees_everyone": sees_everyone,
+        "live_seconds": JOB_LIST_LIVE_SECONDS,
     }, status=http_status)
 
 

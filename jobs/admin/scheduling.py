@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.template.defaultfilters import pluralize
 from django.utils.html import format_html, format_html_join
 from django_celery_beat import admin as beat_admin
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
@@ -155,9 +156,14 @@ class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
     @admin.display(description="Last run")
     def last_run(self, obj):
         created = getattr(obj, "last_run_created", None)
-        if created is None:
-            return "Never"
-        return f"{_local(created)} ({obj.last_status})"
+        if created is not None:
+            return f"{_local(created)} ({obj.last_status})"
+        # No result row: a job that keeps none (ignore_result), or results past their retention.
+        if obj.last_run_at:
+            return f"{_local(obj.last_run_at)} (sent; no result kept)"
+        if obj.total_run_count:
+            return f"{obj.total_run_count} run{pluralize(obj.total_run_count)} sent; no result kept"
+        return "Never"
 
     @admin.display(description="History")
     def history(self, obj):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import redis
 import yaml
+from celery import current_app as celery_app
 from celery import states
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -138,12 +139,28 @@ class MetricsTests(TestCase):
             with self.subTest(line=line):
                 self.assertIn(line, text)
 
+    def test_the_management_api_down_is_named_and_the_broker_still_counts_the_queues(self):
+        from jobs.testing.processes import free_port
+
+        broker.job_queues_declare()  # as each worker does when it starts
+        with override_settings(RABBITMQ_MANAGEMENT_URL=f"http://127.0.0.1:{free_port()}"):
+            text = self.client.get("/metrics").content.decode()
+        self.assertIn("jobs_broker_management_up 0.0", text)
+        self.assertIn("jobs_broker_up 1.0", text)  # RabbitMQ itself answers
+        self.assertIn('jobs_queue_messages_ready{queue="default"}', text)
+        self.assertNotIn("jobs_queue_messages_unacked{", text)
+        self.assertIn("jobs_finished_total", text)
+
     def test_a_broker_outage_degrades_to_broker_down(self):
         from jobs.testing.processes import free_port
 
+        # The site's broker connections (connection_for_write) go where nothing listens.
+        self.addCleanup(setattr, celery_app.conf, "broker_write_url", celery_app.conf.get("broker_write_url"))
+        celery_app.conf.broker_write_url = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
         with override_settings(RABBITMQ_MANAGEMENT_URL=f"http://127.0.0.1:{free_port()}"):
             text = self.client.get("/metrics").content.decode()
         self.assertIn("jobs_broker_up 0.0", text)
+        self.assertIn("jobs_broker_management_up 0.0", text)
         self.assertNotIn("jobs_queue_messages_ready{", text)
         self.assertIn("jobs_finished_total", text)
 

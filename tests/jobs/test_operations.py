@@ -319,8 +319,11 @@ class OperationsPermissionTests(TestCase):
 
     def test_an_unreachable_management_api_is_said_plainly_and_the_page_still_renders(self):
         self.client.force_login(staff("yann", "jobs.view_queue", "jobs.operate_queue"))
+        broker.job_queues_declare()  # as each worker does when it starts
         with override_settings(RABBITMQ_MANAGEMENT_URL=f"http://127.0.0.1:{free_port()}"):
             page = self.client.get(OVERVIEW)
-        self.assertContains(page, "The broker's figures are unavailable: RabbitMQ&#x27;s management API at http://127.0.0.1:")
+        self.assertContains(page, "Rates and unacknowledged counts are unavailable (ready and consumers come from RabbitMQ "
+                                  "itself): RabbitMQ&#x27;s management API at http://127.0.0.1:")
         self.assertContains(page, 'id="queue-default"')
+        self.assertContains(page, '<td class="ready">')
         self.assertContains(page, "Pause</button>")

@@ -39,6 +39,16 @@ class PageTests(TestCase):
         self.assertNotContains(self.client.get("/jobs/?status=FAILURE"), self.alices.task_id)
         self.assertNotContains(self.client.get("/jobs/?task=testapp.countdown"), self.alices.task_id)
 
+    def test_the_job_filter_offers_an_ordinary_user_only_the_jobs_they_may_launch(self):
+        self.assertNotContains(self.client.get("/jobs/"), "<option >testapp.purge</option>", html=False)
+        self.client.force_login(grant(User.objects.create_user("ops"), "django_celery_results.view_taskresult"))
+        self.assertContains(self.client.get("/jobs/"), "<option >testapp.purge</option>", html=False)
+
+    def test_the_list_refreshes_itself(self):
+        page = self.client.get("/jobs/")
+        self.assertContains(page, '<div id="job-rows" data-live="5">', html=False)
+        self.assertContains(page, "/static/jobs/live.js")
+
     def test_someone_elses_job_is_404(self):
         self.assertEqual(self.client.get(f"/jobs/{self.bobs.task_id}/").status_code, 404)
         self.assertEqual(self.client.get("/jobs/not-a-uuid/").status_code, 404)

@@ -263,6 +263,17 @@ class PeriodicTaskAdminTests(TestCase):
         self.assertContains(page, "(SUCCESS)")
         self.assertNotContains(page, "Never")
 
+    def test_a_task_whose_runs_keep_no_result_is_not_shown_as_never_run(self):
+        self.client.post(ADD, self.form())
+        task = PeriodicTask.objects.get(task="testapp.add", interval=self.every_5s)
+        PeriodicTask.objects.filter(pk=task.pk).update(last_run_at=datetime(2026, 1, 1, tzinfo=UTC), total_run_count=4)
+        page = self.client.get(f"/admin/django_celery_beat/periodictask/{task.pk}/change/")
+        self.assertContains(page, "2026-01-01 00:00:00 UTC (sent; no result kept)")
+        PeriodicTask.objects.filter(pk=task.pk).update(last_run_at=None)  # as disabling leaves it
+        page = self.client.get(f"/admin/django_celery_beat/periodictask/{task.pk}/change/")
+        self.assertContains(page, "4 runs sent; no result kept")
+        self.assertNotContains(page, "Never")
+
     def test_a_disabled_task_previews_no_runs_and_a_bad_row_shows_its_problem(self):
         body = self.client.get("/admin/django_celery_beat/periodictask/preview/",
                                {"interval": self.every_5s.pk, "enabled": "false"}).json()
