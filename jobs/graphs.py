@@ -2,7 +2,20 @@
 steps top to bottom, an arrow from each parent to each child; the template draws it as SVG."""
 from typing import Any
 
-NODE_WIDTH, NODE_HEIGHT, COLUMN, ROW, MARGIN = 190, 34, 240, 46, 8
+# A box holds two lines: the job's name (up to NAME_CHARS at 12 px) and its state.
+NODE_WIDTH, NODE_HEIGHT, COLUMN, ROW, MARGIN = 210, 44, 250, 56, 8
+NAME_CHARS = 30
+
+
+def short_name(name: str) -> str:
+    """A job's name as its box shows it: whole when it fits; otherwise its app's prefix goes first
+    ("…sleep_then_add"), then its middle, so the end that tells jobs apart stays."""
+    if len(name) <= NAME_CHARS:
+        return name
+    last = name.rsplit(".", 1)[-1]
+    if len(last) + 1 <= NAME_CHARS:
+        return "…" + last
+    return last[:NAME_CHARS // 2 - 1] + "…" + last[-(NAME_CHARS // 2):]
 
 
 def graph_draw(graph: dict[str, Any]) -> dict[str, Any]:
@@ -12,7 +25,7 @@ def graph_draw(graph: dict[str, Any]) -> dict[str, Any]:
     for column, layer in enumerate(graph["layers"]):
         x = MARGIN + column * COLUMN
         for row, node in enumerate(layer["nodes"]):
-            box = {**node, "x": x, "y": MARGIN + row * ROW, "more": None}
+            box = {**node, "x": x, "y": MARGIN + row * ROW, "more": None, "label": short_name(node["job"])}
             boxes.append(box)
             anchor[node["id"]] = box
         if layer["more"]:

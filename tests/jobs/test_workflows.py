@@ -127,6 +127,8 @@ class LaunchTests(TestCase):
         page = self.client.get(reverse("jobs:workflow", args=[flow.id]))
         self.assertContains(page, 'class="step step-PENDING"', count=selectors.GRAPH_NODES_PER_LAYER + 2)
         self.assertContains(page, "+10 more · 10 pending")
+        self.assertContains(page, ">testapp.xsum</text>")  # whole, its state on a line of its own
+        self.assertContains(page, '<text x="258" y="43" class="state">PENDING</text>', html=False)
         self.assertContains(page, "0 of 31 steps done")
         self.assertContains(page, 'data-live="2"')
         listed = self.client.get(reverse("jobs:list"), {"workflow": flow.id})
@@ -141,6 +143,14 @@ class LaunchTests(TestCase):
         self.assertEqual(results.context["cl"].result_count, 31)
         admin_page = self.client.get(reverse("admin:jobs_workflow_change", args=[flow.id]))
         self.assertContains(admin_page, '<svg class="workflow"')
+
+    def test_a_long_job_name_keeps_the_end_that_tells_jobs_apart(self):
+        from jobs.graphs import NAME_CHARS, short_name
+
+        self.assertEqual(short_name("testapp.sleep_then_add"), "testapp.sleep_then_add")
+        self.assertEqual(short_name("reports.monthly_revenue_by_region"), "…monthly_revenue_by_region")
+        long = short_name("app." + "x" * 20 + "_and_then_the_end")
+        self.assertTrue(long.endswith("the_end") and len(long) <= NAME_CHARS, long)
 
     def test_someone_elses_workflow_is_not_found(self):
         flow = services.workflow_launch(spec=step("testapp.add", x=1, y=1), launched_by=self.user)
