@@ -7,10 +7,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Subquery
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.defaultfilters import pluralize
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.template.defaultfilters import pluralize
 from django.utils.html import format_html, format_html_join
 from django_celery_beat import admin as beat_admin
 from django_celery_beat.models import CrontabSchedule, PeriodicTask

@@ -128,7 +128,7 @@ class LaunchTests(TestCase):
         self.assertContains(page, 'class="step step-PENDING"', count=selectors.GRAPH_NODES_PER_LAYER + 2)
         self.assertContains(page, "+10 more · 10 pending")
         self.assertContains(page, ">testapp.xsum</text>")  # whole, its state on a line of its own
-        self.assertContains(page, '<text x="258" y="43" class="state">PENDING</text>', html=False)
+        self.assertContains(page, '<text x="266" y="43" class="state">PENDING</text>', html=False)
         self.assertContains(page, "0 of 31 steps done")
         self.assertContains(page, 'data-live="2"')
         listed = self.client.get(reverse("jobs:list"), {"workflow": flow.id})
