@@ -151,6 +151,12 @@ class ConsistencyTests(TestCase):
             self.result = services.job_launch(name="testapp.add", args=[1, 2], launched_by=self.alice)
         TaskResult.objects.filter(pk=self.result.pk).update(status="SUCCESS", result='{"total": 3, "parts": [1, 2]}')
 
+    def test_text_in_any_language_is_shown_as_written(self):
+        TaskResult.objects.filter(pk=self.result.pk).update(result='"Zoë’s report – 完成"')
+        page = self.client.get(f"/jobs/{self.result.task_id}/")
+        self.assertContains(page, "&quot;Zoë’s report – 完成&quot;")
+        self.assertNotContains(page, "\\u00eb")
+
     def test_the_job_page_shows_what_the_api_does(self):
         page = self.client.get(f"/jobs/{self.result.task_id}/").content.decode()
         api = self.client.get(f"/api/jobs/{self.result.task_id}/").json()

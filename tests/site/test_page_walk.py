@@ -2,6 +2,7 @@
 at a phone's width (390 px) and a laptop's (1280 px): no CSP violation in the console, nothing wider
 than the screen, no table cut off at 1280 px."""
 import json
+import os
 
 from celery import states
 from django.contrib import admin
@@ -11,12 +12,17 @@ from django.urls import NoReverseMatch, reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
-from jobs import services
+from jobs import broker, services
 from jobs.models import AlertRule, JobRecord, Worker
 from jobs.workflows import chain, step
 from tests.jobs.test_browser import BrowserTestCase
 
 WIDTHS = (390, 1280)
+# With SCREENSHOTS_DIR set (`SCREENSHOTS_DIR=docs/screenshots python manage.py test tests.site.test_page_walk`),
+# the walk saves the README's screenshots of these pages at 1280 px.
+SCREENSHOTS = {"operations-overview": "admin:jobs_queue_changelist", "queue": "admin:jobs_queue_detail",
+               "workers": "admin:jobs_worker_changelist", "dead-letters": "admin:jobs_queue_dead_letters",
+               "charts": "admin:jobs_queue_charts", "job": "jobs:detail", "workflow": "jobs:workflow"}
 
 # What the page shows wider than the screen: the document itself, or (at 1280 px, where there is
 # room) a table cut off by its scrolling box.
@@ -59,6 +65,7 @@ class PageWalkTests(BrowserTestCase):
         Worker.objects.create(hostname="default@a-rather-long-host-name.example.com", queues=["default"],
                               consuming=["default"], concurrency=2, started_at=done.date_done, last_heartbeat=done.date_done)
         self.done, self.queued = done, queued
+        broker.job_queues_declare()  # as each worker does when it starts: the queues have figures
 
     def addresses(self) -> list[str]:
         """The site's pages, then each admin model's list, add form and first object's page."""
@@ -84,6 +91,9 @@ class PageWalkTests(BrowserTestCase):
         return pages
 
     def test_every_page_keeps_to_the_csp_and_fits_a_phone_and_a_laptop(self):
+        arguments = {"admin:jobs_queue_detail": ["default"], "jobs:detail": [self.done.task_id],
+                     "jobs:workflow": [self.flow.id]}
+        self.screenshot_names = {reverse(name, args=arguments.get(name, [])): shot for shot, name in SCREENSHOTS.items()}
         page = self.signed_in_page(self.root)
         violations, problems = [], []
         page.on("console", lambda message: violations.append(f"{page.url}: {message.text}")
@@ -95,6 +105,8 @@ class PageWalkTests(BrowserTestCase):
                 self.assertLess(response.status, 400, f"{address} answered {response.status}")
                 page.wait_for_load_state("networkidle")
                 problems += [f"{address} at {width}px: {problem}" for problem in page.evaluate(OFF_SCREEN, width > 1000)]
+                if width > 1000 and (name := self.screenshot_names.get(address)) and os.environ.get("SCREENSHOTS_DIR"):
+                    page.screenshot(path=os.path.join(os.environ["SCREENSHOTS_DIR"], f"{name}.png"), full_page=True)
         self.assertEqual(violations, [])
         self.assertEqual(problems, [], "\n".join(problems))
 
