@@ -10,7 +10,7 @@ from celery import current_app, states
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import Count, OuterRef, QuerySet, Sum, TextField
+from django.db.models import Count, OuterRef, Q, QuerySet, Sum, TextField
 from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
 from django_celery_results.models import TaskResult
@@ -398,6 +398,8 @@ def queue_waiting(name: str) -> tuple[list[TaskResult], int]:
     waiting in it, read from their records rather than taken from the broker (a look at a quorum
     queue's messages counts as a delivery, and six dead-letter them). And how many, to COUNT_CAP."""
     waiting = TaskResult.objects.select_related("record__launched_by").filter(status=states.PENDING, record__queue=name)
+    # A workflow's step is in the queue once sent; before that, it waits for its parents, not here.
+    waiting = waiting.filter(Q(record__step__isnull=True) | Q(record__step__sent_at__isnull=False))
     return list(waiting.order_by("date_created")[:WAITING_SHOWN]), waiting[:COUNT_CAP].count()
 
 

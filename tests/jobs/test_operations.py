@@ -280,6 +280,17 @@ class FreshBrokerTests(TestCase):
         self.assertContains(page, "0 messages in the dead-letter queue")
 
 
+class QueueWaitingTests(TestCase):
+    def test_the_jobs_waiting_in_a_queue_leave_out_workflow_steps_not_yet_sent(self):
+        from jobs.workflows import chain, step
+
+        with self.captureOnCommitCallbacks():  # nothing is sent: every step waits for its turn
+            services.workflow_launch(spec=chain(step("testapp.add", x=1, y=1), step("testapp.add", input="x", y=1)))
+            job = services.job_launch(name="testapp.add", args=[1, 2], options={"queue": "default"})
+        waiting, count = selectors.queue_waiting("default")
+        self.assertEqual(([result.task_id for result in waiting], count), ([job.task_id], 1))
+
+
 class OperationsPermissionTests(TestCase):
     def test_the_view_permission_sees_the_overview_without_its_controls(self):
         self.client.force_login(staff("wim", "jobs.view_queue"))

@@ -6,7 +6,7 @@
   const connection = document.getElementById("connection");
   let delay = 1000;
 
-  // As the page's template writes a time (jobs_time.when): 2026-12-06 08:35:12, in the site's zone.
+  // As the page's template writes a time (jobs_display.when): 2026-12-06 08:35:12, in the site's zone.
   function when(iso) {
     if (!iso) return "";
     const element = document.createElement("time");

@@ -1,5 +1,6 @@
-"""Times as the job pages show them: one format to the second, and ages in seconds when they are
-seconds ("lost 12 s ago", not "0 minutes ago")."""
+"""How the job pages show values: times in one format to the second, ages in seconds when they are
+seconds ("lost 12 s ago", not "0 minutes ago"), data as JSON written as it is (no \\u escapes)."""
+import json
 from datetime import datetime
 
 from django import template
@@ -36,3 +37,9 @@ def ago(value) -> str:
            f"{seconds // 3600} h" if seconds < 86400 else f"{seconds // 86400} day{'s' if seconds >= 172800 else ''}")
     return format_html('<time datetime="{}" title="{}">{} ago</time>', moment.isoformat(),
                        moment.strftime("%Y-%m-%d %H:%M:%S"), age)
+
+
+@register.filter
+def as_json(value) -> str:
+    """`value` as compact JSON, non-ASCII text as written (autoescaped by the template)."""
+    return json.dumps(value, ensure_ascii=False)
