@@ -390,6 +390,13 @@ def consumers_by_worker() -> tuple[dict[str, list[broker.Consumer]], list[broker
     return by_worker, unknown
 
 
+def queue_consumers(name: str) -> list[tuple[str | None, broker.Consumer]]:
+    """The consumers of queue `name`, each with its worker's hostname (None: not a known worker)."""
+    by_worker, unknown = consumers_by_worker()
+    return ([(hostname, consumer) for hostname, found in sorted(by_worker.items()) for consumer in found
+             if consumer.queue == name] + [(None, consumer) for consumer in unknown if consumer.queue == name])
+
+
 WAITING_SHOWN = 50
 
 

@@ -239,6 +239,7 @@ def job_record_retried(*, task_id: str, reason: str) -> None:
 def job_retry(*, result: TaskResult, user: AbstractBaseUser) -> TaskResult:
     """Launch a job again with the same arguments, linked to the original, and audit it; a workflow's
     step is retried in its place, so the workflow goes on from it."""
+    result.refresh_from_db(fields=["status"])  # as it is now, not as the page that asked saw it
     if (refusal := selectors.job_retry_refusal(result)) is not None:
         raise JobNotRetryable(refusal)
     record = result.record

@@ -170,10 +170,7 @@ class QueueAdmin(OperationsAdmin):
         if name not in selectors.job_queue_names():
             raise Http404(f"No job queue named {name!r}: the queues are {', '.join(selectors.job_queue_names())}.")
         try:
-            by_worker, unknown = selectors.consumers_by_worker()
-            consumers, broker_error = [(hostname, consumer) for hostname, found in sorted(by_worker.items())
-                                       for consumer in found if consumer.queue == name], ""
-            consumers += [(None, consumer) for consumer in unknown if consumer.queue == name]
+            consumers, broker_error = selectors.queue_consumers(name), ""
         except broker.BrokerUnavailable as exc:
             consumers, broker_error = [], str(exc)
         waiting, waiting_count = selectors.queue_waiting(name)

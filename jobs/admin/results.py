@@ -53,6 +53,11 @@ class TaskResultAdmin(admin.ModelAdmin):
         full id would push the list's last columns off a 1280 px screen."""
         return format_html('<code title="{}">{}</code>', obj.task_id, obj.task_id[:8])
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        result = self.get_object(request, object_id)
+        refusal = selectors.job_retry_refusal(result) if result is not None and hasattr(result, "record") else None
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "retry_refusal": refusal})
+
     def get_readonly_fields(self, request, obj=None):
         return [name for fieldset in self.fieldsets for name in fieldset[1]["fields"]]
 

@@ -108,6 +108,7 @@ class RetryAndCancelTests(TestCase):
         self.assertEqual(JobAction.objects.get().detail, "stopped while running")
 
     def test_retrying_arguments_that_no_longer_fit_is_a_clear_error(self):
+        TaskResult.objects.filter(pk=self.record.pk).update(status=states.FAILURE)
         JobRecord.objects.filter(pk=self.record.record.pk).update(arguments={"args": ["one", 2], "kwargs": {}})
         self.client.force_login(self.operator)
         response = self.client.post(f"/jobs/{self.record.task_id}/retry/", follow=True)
@@ -150,6 +151,7 @@ class RetryIsALaunchTests(TestCase):
     @override_settings(JOBS_LAUNCH_RATE="2/m")
     def test_retries_count_against_the_launch_rate(self):
         first = self.launch("testapp.add", args=[1, 2])
+        TaskResult.objects.filter(pk=first.pk).update(status=states.FAILURE)
         with self.captureOnCommitCallbacks():
             responses = [self.client.post(f"/jobs/{first.task_id}/retry/", follow=True) for _ in range(3)]
         self.assertEqual(JobRecord.objects.filter(retry_of__isnull=False).count(), 2)
@@ -157,6 +159,7 @@ class RetryIsALaunchTests(TestCase):
 
     def test_a_restricted_job_launched_on_ones_behalf_cannot_be_retried_without_the_permission(self):
         purge = self.launch("testapp.purge", args=[3], system=True)  # as an upload launches its import
+        TaskResult.objects.filter(pk=purge.pk).update(status=states.FAILURE)
         response = self.client.post(f"/jobs/{purge.task_id}/retry/", follow=True)
         self.assertContains(response, "Not retried: testapp.purge is restricted")
         self.assertFalse(JobRecord.objects.filter(retry_of__isnull=False).exists())
@@ -193,12 +196,14 @@ class PermissionTests(TestCase):
 
     def _retry_and_cancel(self):
         page = self.client.get(f"/jobs/{self.record.task_id}/")
-        self.assertContains(page, "Retry</button>")
+        self.assertNotContains(page, "Retry</button>")  # queued: a retry would run it twice
+        self.assertContains(page, "Cancel…")
         confirmation = self.client.get(f"/jobs/{self.record.task_id}/cancel/")
         self.assertContains(confirmation, "The job is queued: it will not start.")
         with mock.patch.object(celery_app.control, "revoke"):
             self.client.post(f"/jobs/{self.record.task_id}/cancel/")
         self.assertEqual(TaskResult.objects.get(pk=self.record.pk).status, states.REVOKED)
+        self.assertContains(self.client.get(f"/jobs/{self.record.task_id}/"), "Retry</button>")
         with self.captureOnCommitCallbacks():
             response = self.client.post(f"/jobs/{self.record.task_id}/retry/")
         retried = JobRecord.objects.get(retry_of=self.record.record)
@@ -216,9 +221,6 @@ class PermissionTests(TestCase):
         self.assertEqual(self.client.post(f"/admin/django_celery_results/taskresult/{self.record.pk}/retry/").status_code, 403)
 
         self.client.force_login(grant(viewer, "jobs.retry_job", "jobs.cancel_job"))
-        with self.captureOnCommitCallbacks():
-            self.client.post(f"/admin/django_celery_results/taskresult/{self.record.pk}/retry/")
-        self.assertTrue(JobRecord.objects.filter(retry_of=self.record.record).exists())
         confirm = self.client.post("/admin/django_celery_results/taskresult/",
                                    {"action": "cancel_jobs", "_selected_action": [self.record.pk]})
         self.assertContains(confirm, "Cancel 1 job?")
@@ -228,6 +230,9 @@ class PermissionTests(TestCase):
             self.client.post("/admin/django_celery_results/taskresult/",
                              {"action": "cancel_jobs", "_selected_action": [self.record.pk], "confirm": "yes"})
         self.assertEqual(TaskResult.objects.get(pk=self.record.pk).status, states.REVOKED)
+        with self.captureOnCommitCallbacks():
+            self.client.post(f"/admin/django_celery_results/taskresult/{self.record.pk}/retry/")
+        self.assertTrue(JobRecord.objects.filter(retry_of=self.record.record).exists())
         self.assertEqual(sorted(JobAction.objects.values_list("kind", flat=True)), ["cancel", "retry"])
 
 
@@ -270,6 +275,9 @@ class ResultsAdminTests(TestCase):
         for text in ("ValueError: boom", "{&#x27;args&#x27;: [], &#x27;kwargs&#x27;: {&#x27;name&#x27;: &#x27;Ada&#x27;}}",
                      "<div class=\"readonly\">Code</div>", "Queued → started → done", "Retry</button>"):
             self.assertContains(page, text)
+        queued = self.client.get(f"/admin/django_celery_results/taskresult/{self.pending.pk}/change/")
+        self.assertNotContains(queued, "Retry</button>")  # a retry would run it twice
+        self.assertContains(queued, "Not retryable")
 
 
 class ResultsAdminQueryTests(TestCase):

@@ -20,7 +20,7 @@ def procfile_web(port: int) -> list[str]:
     """The Procfile's web command, on `port` of loopback."""
     line = next(line for line in (Path(settings.BASE_DIR) / "Procfile").read_text().splitlines()
                 if line.startswith("web:"))
-    return shlex.split(line.removeprefix("web:").replace("0.0.0.0:8000", f"127.0.0.1:{port}"))
+    return shlex.split(line.removeprefix("web:").replace("${WEB_HOST:-127.0.0.1}:$PORT", f"127.0.0.1:{port}"))
 
 
 class AccessLogTests(TransactionTestCase):
