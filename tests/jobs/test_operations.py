@@ -119,9 +119,14 @@ class QueueControlTests(TransactionTestCase):
     def test_a_worker_told_to_consume_a_queue_it_was_not_started_for_drops_it(self):
         on_default, on_email = self.start_worker("default"), self.start_worker("email")
         services.consumers_tell("add_consumer", "default")  # a broadcast, as Resume used to send
+        wait_for(lambda: "Started consuming from default" in on_email.output(), timeout=20,
+                 message=f"the email worker to take the broadcast:\n{on_email.output()}")
+        wait_for(lambda: "Canceling queue default" in on_email.output(), timeout=20,
+                 message=f"the email worker's heartbeat to drop default:\n{on_email.output()}")
+        # What the broker and the worker's next heartbeat say, each a moment later.
         wait_for(lambda: self.broker_consumers("default") == [on_default.name], timeout=20,
-                 message=f"the email worker to drop default:\n{on_email.output()}")
-        self.assertEqual(self.consuming(on_email), ["email"])
+                 message="the broker to list only the default worker on default")
+        wait_for(lambda: self.consuming(on_email) == ["email"], timeout=10, message="the heartbeat to record it")
 
     def test_the_queue_page_names_its_consumers_and_the_jobs_waiting(self):
         worker = self.start_worker("default")
