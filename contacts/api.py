@@ -5,7 +5,7 @@ from django.urls import reverse
 from ninja import File, Router, Schema, UploadedFile
 from pydantic import Field
 
-from jobs.api import error, errors
+from jobs.http import error, errors
 from jobs.models import JobRecord
 from jobs.throttling import JobLaunchThrottle
 

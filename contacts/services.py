@@ -18,9 +18,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
-from jobs.services import workflow_launch
 from jobs.spreadsheets import SafeWriter
 from jobs.workflows import chord, step
+from jobs.workflows.services import workflow_launch
 
 from .models import Contact, ContactImport, ImportRowError
 

@@ -3,8 +3,8 @@ from django.db.models.signals import pre_save
 
 
 class JobsConfig(AppConfig):
-    """The job engine: the catalog, job records, the result backend, scheduling, and the pages,
-    API router and admin that show them. Needs no other app of this project."""
+    """The job engine: the catalog, job records, the result backend, workflows, scheduling,
+    operations and the pages, API routers and admin that show them. Needs no other app of this project."""
 
     name = "jobs"
     verbose_name = "Jobs"
@@ -22,21 +22,27 @@ class JobsConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
         from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-        from . import receivers, workers
+        from .catalog import settled_job_delivered
+        from .queues import workers
+        from .records import receivers as records
+        from .scheduling import receivers as scheduling
+        from .workflows import receivers as workflows
 
         # Every installed app's tasks.py, in every process (web too, not only workers): the
         # catalog is complete wherever jobs are launched from, as admin.py is for the admin.
         autodiscover_modules("tasks")
 
-        # django-celery-beat's models are not ours to give a clean(): check them before any save.
-        pre_save.connect(receivers.periodic_task_saving, sender=PeriodicTask)
-        pre_save.connect(receivers.crontab_saving, sender=CrontabSchedule)
+        pre_save.connect(scheduling.periodic_task_saving, sender=PeriodicTask)
+        pre_save.connect(scheduling.crontab_saving, sender=CrontabSchedule)
         # Every job has a record from the moment it is sent, whoever sends it.
-        before_task_publish.connect(receivers.job_published)
-        task_retry.connect(receivers.job_retried)
-        task_success.connect(receivers.job_succeeded)
-        task_failure.connect(receivers.job_failed)
-        worker_ready.connect(receivers.worker_ready)
+        before_task_publish.connect(records.job_published)
+        task_retry.connect(records.job_retried)
+        settled_job_delivered.connect(records.settled_job_delivered)
+        # A step's outcome moves its workflow on.
+        task_success.connect(workflows.job_succeeded)
+        task_failure.connect(workflows.job_failed)
+        settled_job_delivered.connect(workflows.settled_job_delivered)
         # Workers keep their description in the database and stay off paused queues.
         celeryd_after_setup.connect(workers.worker_setting_up)
+        worker_ready.connect(workers.worker_ready)
         worker_shutdown.connect(workers.worker_shutdown)

@@ -11,10 +11,11 @@ import re
 from functools import cached_property
 from typing import Any, get_type_hints
 
-from celery import current_app, shared_task, states
+from celery import current_app, shared_task
 from celery.contrib.django.task import DjangoTask
 from celery.exceptions import Ignore
 from django.db import InterfaceError, OperationalError
+from django.dispatch import Signal
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from uuid6 import uuid7
 
@@ -24,6 +25,11 @@ PROGRESS = "PROGRESS"  # the custom state of a running job that reports how far 
 RUNNING_ELSEWHERE_DELAY = 5  # seconds before a job delivered while it may be running elsewhere is tried again
 TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
 logger = logging.getLogger(__name__)
+# Sent on the worker when a job is delivered that the result backend found settled (see JobTask.__call__),
+# with `task` (its request says which delivery) and `settled`, the state it found; the job is then not run.
+# The catalog builds on nothing: the capabilities above it receive this (jobs/records/receivers.py: send
+# it again later; jobs/workflows/receivers.py: pass a step's success on).
+settled_job_delivered = Signal()
 NUL = re.compile(r"(?<!\\)(\\\\)*\\u0000")  # a NUL character as JSON writes it (not an escaped backslash and u0000)
 
 
@@ -138,29 +144,12 @@ class JobTask(DjangoTask):
     def __call__(self, *args, **kwargs):
         arguments = self.validate_arguments(args, kwargs)
         settled = getattr(self.request, "job_settled", None)
-        if settled in (states.STARTED, PROGRESS):
-            # Delivered again while a run of it may still be going on elsewhere (the broker handed
-            # the message on after a connection loss or a node's crash): not a second run at the
-            # same time. Sent again for later, under its id, before this delivery is acknowledged;
-            # by then that run has ended (the job is settled, and this does nothing) or its worker is
-            # known to be gone (the lease ran out, and this runs it).
-            logger.warning("Job %s (%s) may still be running on %s: trying again in %d s, not beside it.",
-                           self.request.id, self.name, self.request.job_running_on or "another worker",
-                           RUNNING_ELSEWHERE_DELAY)
-            from . import services  # services builds on the catalog
-
-            services.job_send_again(task=self, countdown=RUNNING_ELSEWHERE_DELAY)
-            raise Ignore()
         if settled:
-            # Cancelled while queued, and this worker missed the revoke broadcast, or run already:
-            # the result backend found the record REVOKED or SUCCESS when it went to mark it STARTED
-            # (jobs/results.py).
-            step_id = getattr(self.request, "workflow_step", None)
-            if settled == states.SUCCESS and step_id is not None:
-                # A workflow's step whose worker died after storing its success: pass it on now.
-                from . import services  # services builds on the catalog
-
-                services.workflow_step_succeeded(step_id=step_id, task_id=self.request.id)
+            # Delivered again while a run of it may still be going on elsewhere (STARTED, PROGRESS), or
+            # cancelled while queued and this worker missed the revoke broadcast, or run already
+            # (REVOKED, SUCCESS): the result backend found the record so when it went to mark it STARTED
+            # (jobs/results/backend.py). Not run; the receivers decide what follows.
+            settled_job_delivered.send(sender=type(self), task=self, settled=settled)
             raise Ignore()
         # Fields, not model_dump(): nested models and datetimes reach the function as such.
         return super().__call__(**{name: getattr(arguments, name) for name in arguments.model_fields})

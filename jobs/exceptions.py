@@ -1,5 +1,5 @@
 """Why a job could not be launched. One base class, so callers (the API, the pages, the admin)
-catch one thing and map each kind to an answer in one place (HTTP statuses: jobs/api.py)."""
+catch one thing and map each kind to an answer in one place (HTTP statuses: jobs/http.py)."""
 
 
 class JobLaunchError(Exception):

@@ -5,8 +5,8 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from contacts.models import Contact
-from jobs import selectors
 from jobs.spreadsheets import SafeWriter
+from jobs.stats import selectors
 
 from .models import Report
 

@@ -3,18 +3,20 @@ OpenAPI docs at /api/docs."""
 from django.apps import apps
 from ninja import NinjaAPI
 
-import jobs.api
+from jobs import http
+from jobs.launching import api as jobs_api
+from jobs.workflows import api as workflows_api
 
-auth = [jobs.api.SignedInSession()]
+auth = [http.SignedInSession()]
 if apps.is_installed("accounts"):
     from accounts.auth import BearerToken
 
     auth.insert(0, BearerToken())
 
 api = NinjaAPI(title="Jobs API", version="1", urls_namespace="api", auth=auth)
-jobs.api.install_error_handlers(api)
-api.add_router("/jobs/", jobs.api.router)
-api.add_router("/workflows/", jobs.api.workflow_router)
+http.install_error_handlers(api)
+api.add_router("/jobs/", jobs_api.router)
+api.add_router("/workflows/", workflows_api.router)
 if apps.is_installed("contacts"):
     import contacts.api
 

@@ -140,7 +140,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/jobs")}
-# Keep connections open between requests and between tasks (see jobs/fixups.py),
+# Keep connections open between requests and between tasks (see jobs/results/fixups.py),
 # and check one still works before reusing it, so a PostgreSQL restart costs one reconnect.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -252,7 +252,7 @@ BEAT_LOCK_TIMEOUT = env.int("BEAT_LOCK_TIMEOUT", default=15)
 # survive a broker restart. Tasks are routed here, not at call sites.
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # What a worker refuses without requeueing (failed jobs, unknown tasks, invalid messages) goes to
-# the dead-letter queue (declared when a worker starts: jobs/receivers.py) instead of vanishing. It keeps them
+# the dead-letter queue (declared when a worker starts: jobs/queues/workers.py) instead of vanishing. It keeps them
 # 14 days, at most 100,000 (the oldest go first).
 DEAD_LETTER_RETENTION = {"x-message-ttl": 14 * 24 * 3600 * 1000, "x-max-length": 100_000}
 DEAD_LETTER_EXCHANGE = DEAD_LETTER_QUEUE = "dead-letter"

@@ -6,7 +6,7 @@ from django.http import JsonResponse
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from jobs.views import metrics
+from jobs.metrics.views import metrics
 
 from .api import api
 

@@ -22,8 +22,8 @@ from django.db import connection
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import SCHEDULE_SYNC_MAX_INTERVAL, DatabaseScheduler
 
-from .. import services
 from ..catalog import new_task_id
+from ..records.services import job_publish_failed, job_queue, job_recorded, jobs_recorded
 from . import checks
 
 logger = logging.getLogger(__name__)
@@ -224,11 +224,11 @@ class SingleBeatScheduler(DatabaseScheduler):
         task_of = current_app.tasks.get
         recorded = [
             {"task_id": task_id, "task_name": entry.task, "args": list(entry.args), "kwargs": entry.kwargs,
-             "queue": entry.options.get("queue") or services.job_queue(entry.task),
+             "queue": entry.options.get("queue") or job_queue(entry.task),
              "periodic_task_name": entry.name}
-            for entry, task_id in runs if services.job_recorded(task_of(entry.task))
+            for entry, task_id in runs if job_recorded(task_of(entry.task))
         ]
-        with services.jobs_recorded(recorded):
+        with jobs_recorded(recorded):
             for entry, task_id in runs:
                 logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
                 entry.options = {**entry.options, "task_id": task_id}  # the entry's last use: its next replaces it
@@ -236,7 +236,7 @@ class SingleBeatScheduler(DatabaseScheduler):
                     self.apply_async(entry, producer=self.producer, advance=False)
                 except Exception as exc:  # noqa: BLE001 - logged, recorded, and the others still go
                     logger.error("beat: could not send %r: %s", entry.name, exc)
-                    services.job_publish_failed(task_id=task_id, error=exc)
+                    job_publish_failed(task_id=task_id, error=exc)
 
     def _claim(self, entries) -> dict:
         """Advance the entries and claim their runs in the database, in one statement; return the

@@ -10,8 +10,9 @@ from django.test import tag
 from django_celery_results.models import TaskResult
 from playwright.sync_api import expect, sync_playwright
 
-from jobs import services
 from jobs.models import JobRecord
+from jobs.queues.services import queue_resume
+from jobs.workflows.services import workflow_launch
 from tests.users import grant
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -90,7 +91,7 @@ class OperationsDashboardTests(BrowserTestCase):
         expect(page.locator(".messagelist")).to_contain_text("Queue demo is paused")
         expect(page.locator("#queue-demo .badge.paused")).to_have_text("paused")
 
-        services.queue_resume(name="demo", user=olga)  # another operator, elsewhere
+        queue_resume(name="demo", user=olga)  # another operator, elsewhere
         expect(page.locator("#queue-demo .badge.paused")).to_have_count(0, timeout=15_000)
         expect(page.locator("#queue-demo").get_by_role("button", name="Pause")).to_be_visible()
 
@@ -104,7 +105,7 @@ class WorkflowGraphTests(BrowserTestCase):
         worker = Worker(concurrency=2, queues="default").start()
         self.addCleanup(worker.stop)
         alice = User.objects.create_user("alice")
-        flow = services.workflow_launch(spec=chain(step("testapp.sleep_then_add", seconds=3, x=1),
+        flow = workflow_launch(spec=chain(step("testapp.sleep_then_add", seconds=3, x=1),
                                                    step("testapp.add", input="x", y=1)), launched_by=alice)
         page = self.signed_in_page(alice)
         page.goto(f"{self.live_server_url}/jobs/workflows/{flow.id}/")

@@ -8,8 +8,8 @@ from django.db import connection
 from django.test import TransactionTestCase, tag
 from django_celery_results.models import TaskResult
 
-from jobs import services
 from jobs.catalog import find_job
+from jobs.launching.services import job_launch, job_retry
 from jobs.models import JobRecord
 from jobs.testing.processes import Worker, dead_letter_count, wait_for
 from tests.users import grant
@@ -107,10 +107,10 @@ class WorkerEndToEndTests(TransactionTestCase):
     def test_retrying_a_failed_job_creates_a_linked_job(self):
         """A job that failed for a passing reason (here: a 1 s time limit) is retried, and succeeds."""
         dana = User.objects.get(username="dana")
-        failed = services.job_launch(name="testapp.countdown", args=[2], options={"soft_time_limit": 1}, launched_by=dana)
+        failed = job_launch(name="testapp.countdown", args=[2], options={"soft_time_limit": 1}, launched_by=dana)
         body = self.wait_until_done(f"/api/jobs/{failed.task_id}/")
         self.assertEqual((body["status"], body["error"]), ("FAILURE", "SoftTimeLimitExceeded"))
-        retried = services.job_retry(result=TaskResult.objects.get(task_id=failed.task_id), user=dana)
+        retried = job_retry(result=TaskResult.objects.get(task_id=failed.task_id), user=dana)
         body = self.wait_until_done(f"/api/jobs/{retried.task_id}/")
         self.assertEqual((body["status"], body["retry_of"], body["origin"]), ("SUCCESS", failed.task_id, "retry"))
         self.assertEqual(self.get(f"/api/jobs/{failed.task_id}/").json()["retried_as"], [retried.task_id])
@@ -193,10 +193,10 @@ class ThreadsPoolConnectionTests(TransactionTestCase):
         self.addCleanup(worker.stop)
         alice = User.objects.create_user("alice")
         # Six one-second jobs at once: each runs in its own thread and writes its progress.
-        launched = [services.job_launch(name="testapp.countdown", args=[1], launched_by=alice) for _ in range(6)]
+        launched = [job_launch(name="testapp.countdown", args=[1], launched_by=alice) for _ in range(6)]
         done = TaskResult.objects.filter(task_id__in=[result.task_id for result in launched], status="SUCCESS")
         wait_for(lambda: done.count() == 6, message=f"the jobs to run; log:\n{worker.output()[-2000:]}")
-        # Left: the main process's and its heartbeat thread's (jobs/workers.py).
+        # Left: the main process's and its heartbeat thread's (jobs/queues/workers.py).
         wait_for(lambda: len(backends()) <= 2, timeout=10,
                  message=f"the worker's connections to close; still open: {len(backends())}")
 

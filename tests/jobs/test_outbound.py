@@ -8,9 +8,11 @@ from django.test import SimpleTestCase, TestCase, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import outbound, services
+from jobs import outbound
+from jobs.alerts.services import alerts_evaluate
 from jobs.models import AlertRule
-from tests.jobs.test_stats import finished
+from jobs.stats.services import job_stats_count
+from tests.jobs.stats.test_stats import finished
 from tests.local_http import LocalServer
 from tests.users import grant
 
@@ -78,9 +80,9 @@ class WebhookTests(TestCase):
         now = timezone.now()
         for _ in range(5):
             finished("testapp.add", states.FAILURE, done=now - timedelta(minutes=1), wait=0.1, run=0.1)
-        services.job_stats_count(now=now)
-        with self.assertLogs("jobs.services", "ERROR") as logs:
-            services.alerts_evaluate(now=now)
+        job_stats_count(now=now)
+        with self.assertLogs("jobs.alerts.services", "ERROR") as logs:
+            alerts_evaluate(now=now)
         return "\n".join(logs.output)
 
     def test_a_webhook_into_the_network_is_refused_when_sent_and_its_credentials_are_not_logged(self):

@@ -22,9 +22,11 @@ from django_celery_results.models import TaskResult
 
 from accounts.services import api_token_create
 from examples.models import Probe
-from jobs import selectors, services
 from jobs.catalog import find_job
+from jobs.launching.selectors import job_details
+from jobs.launching.services import job_launch
 from jobs.models import JobRecord
+from jobs.records.selectors import jobs_with_details
 from jobs.testing.processes import Beat, Worker, dead_letter_count, wait_for
 
 BATCH = 30
@@ -34,7 +36,7 @@ BATCH = 30
 class FaultTests(TransactionTestCase):
     def launch_batch(self, seconds: float) -> list[str]:
         self.keys = [f"probe-{uuid.uuid4().hex[:8]}" for _ in range(BATCH)]
-        return [services.job_launch(name="jobs.probe", args=[key, seconds]).task_id for key in self.keys]
+        return [job_launch(name="jobs.probe", args=[key, seconds]).task_id for key in self.keys]
 
     def done(self, task_ids) -> int:
         return TaskResult.objects.filter(task_id__in=task_ids, status__in=["SUCCESS", "FAILURE"]).count()
@@ -93,7 +95,7 @@ class FaultTests(TransactionTestCase):
         for worker in workers:
             self.addCleanup(worker.stop)
         key = f"probe-{uuid.uuid4().hex[:8]}"
-        task_id = services.job_launch(name="jobs.probe", args=[key, 3]).task_id
+        task_id = job_launch(name="jobs.probe", args=[key, 3]).task_id
         wait_for(lambda: TaskResult.objects.filter(task_id=task_id, status="STARTED").exists(), message="the first run")
         current_app.send_task("jobs.probe", args=[key, 3], task_id=task_id, retries=1)  # the same job, again
 
@@ -112,7 +114,7 @@ class FaultTests(TransactionTestCase):
         worker = Worker(concurrency=2).start()
         self.addCleanup(worker.stop)
         dead_before = dead_letter_count()
-        poison = services.job_launch(name="jobs.probe", args=["poison", 0.5], options={"countdown": 0}).task_id
+        poison = job_launch(name="jobs.probe", args=["poison", 0.5], options={"countdown": 0}).task_id
         tries = find_job("jobs.probe").max_retries + 1
         killer = self.kill_pool_process_running(poison, times=tries + 1)  # would kill a further try too
         task_ids = self.launch_batch(seconds=0.2)
@@ -145,7 +147,7 @@ class FaultTests(TransactionTestCase):
         rerun = self.assertNothingLostOrDoubled(task_ids)
         self.assertGreater(in_flight, 0)
         for task_id in running:  # each shows its interrupted delivery, and its second
-            job = selectors.job_details(selectors.jobs_with_details().get(task_id=task_id))
+            job = job_details(jobs_with_details().get(task_id=task_id))
             self.assertEqual([(d["worker"], d["ended"]) for d in job["deliveries"]],
                              [(doomed.name, "interrupted: its worker stopped or was lost mid-run"),
                               (survivor.name, "success")])

@@ -11,7 +11,7 @@ from django.test import TransactionTestCase, override_settings, tag
 from django_celery_results.models import TaskResult
 
 from contacts.models import Contact, ContactImport
-from jobs import services
+from jobs.launching.services import job_launch
 from jobs.models import JobRecord, Workflow
 from jobs.testing.processes import Worker, wait_for
 from tests.local_http import LocalServer
@@ -96,8 +96,8 @@ class SeedJobsOnRealWorkersTests(TransactionTestCase):
 
     def test_fetch_retries_a_failing_third_party_until_it_answers(self):
         with LocalServer() as server:
-            flaky = services.job_launch(name="jobs.fetch_url", args=[server.url("/flaky-integration")])
-            missing = services.job_launch(name="jobs.fetch_url", args=[server.url("/missing")])
+            flaky = job_launch(name="jobs.fetch_url", args=[server.url("/flaky-integration")])
+            missing = job_launch(name="jobs.fetch_url", args=[server.url("/missing")])
             done = self.finished(flaky.task_id)
             refused = self.finished(missing.task_id)
         self.assertEqual(done.status, "SUCCESS")
@@ -109,7 +109,7 @@ class SeedJobsOnRealWorkersTests(TransactionTestCase):
         self.assertEqual(JobRecord.objects.get(result__task_id=missing.task_id).attempts, 1)  # a 404 is not retried
 
     def test_report_job_builds_a_file_the_jobs_page_links_to(self):
-        report = services.job_launch(name="jobs.build_report", kwargs={"days": 7})
+        report = job_launch(name="jobs.build_report", kwargs={"days": 7})
         self.assertEqual(self.finished(report.task_id).status, "SUCCESS")
         page = self.client.get(f"/jobs/{report.task_id}/")
         url = page.context["job"]["result"]["download_url"]
@@ -119,7 +119,7 @@ class SeedJobsOnRealWorkersTests(TransactionTestCase):
 
     def test_a_job_past_its_time_limit_is_stopped_and_not_run_again(self):
         """Its time limits (here 1 s soft, 2 s hard) end a run; the message is acknowledged, never redelivered."""
-        job = services.job_launch(name="jobs.countdown", args=[10],
+        job = job_launch(name="jobs.countdown", args=[10],
                                   options={"queue": "long", "soft_time_limit": 1, "time_limit": 2})
         self.assertEqual(self.finished(job.task_id).status, "FAILURE")
         self.assertIn("TimeLimitExceeded", TaskResult.objects.get(task_id=job.task_id).result)

@@ -13,8 +13,8 @@ from django_celery_results.models import TaskResult
 
 from contacts import services
 from contacts.models import Contact, ContactImport
+from jobs.launching.services import job_launch
 from jobs.models import Workflow
-from jobs.services import job_launch
 from jobs.testing.databases import throwaway_database
 from jobs.testing.processes import Worker, wait_for
 

@@ -1,0 +1,181 @@
+"""Writes of job records: every job recorded PENDING in one statement before it is published, what a
+failed publish leaves true, a job sent again under its id, retries counted; and the per-person cap
+on unfinished jobs, taken inside the transaction that records them."""
+import json
+import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from celery import Task, current_app, states
+from celery.utils.saferepr import saferepr
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
+from django.db.models import F
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+from kombu.exceptions import OperationalError
+
+from ..catalog import JobTask
+from ..exceptions import JobQueueUnavailable, LaunchLimitReached
+from ..results.backend import DatabaseBackend
+from . import selectors
+from .models import JobRecord
+
+logger = logging.getLogger(__name__)
+
+
+UNFINISHED_LOCK = 0x6A6F6273  # "jobs": the first key of the per-user advisory lock
+
+
+def unfinished_limit_check(user: AbstractBaseUser | None, adding: int) -> None:
+    """LaunchLimitReached if `user` would have more than JOBS_MAX_UNFINISHED jobs queued or running
+    with `adding` more. Call inside the transaction that records them: a lock per user makes two
+    launches of one person (two web processes) wait for each other, so neither counts without the other."""
+    limit = settings.JOBS_MAX_UNFINISHED
+    if user is None or not user.is_authenticated or not limit:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [UNFINISHED_LOCK, user.pk])
+    unfinished = JobRecord.objects.filter(launched_by=user, result__status__in=selectors.UNFINISHED)[:limit].count()
+    if unfinished + adding > limit:
+        raise LaunchLimitReached(
+            f"You have {unfinished:,} jobs queued or running{'' if unfinished < limit else ' or more'}; with "
+            f"{adding:,} more that is over JOBS_MAX_UNFINISHED ({limit:,}) for one person. Wait for some to finish, "
+            "or cancel some.")
+
+
+def job_queue(task_name: str) -> str:
+    """The queue a job goes to when no queue is given: the one the task routes send it to."""
+    return current_app.amqp.router.route({}, task_name)["queue"].name
+
+
+# Every job sent is recorded before it is published: one statement writes both rows of any number
+# of jobs, instead of a transaction of two ORM inserts per job, which cost a third of the
+# end-to-end throughput in bench_throughput; beat records a batch of due runs at once.
+RECORD_JOBS_SQL = """
+WITH job (task_id, task_name, task_args, task_kwargs, periodic_task_name, launched_by_id, origin, arguments,
+          queue, retry_of_id, step_id) AS (VALUES {values}),
+result AS (
+    INSERT INTO {results}
+        (task_id, task_name, status, task_args, task_kwargs, content_type, content_encoding,
+         periodic_task_name, date_created, date_done)
+    SELECT task_id, task_name, %s, task_args, task_kwargs, 'application/json', 'utf-8', periodic_task_name, %s, %s
+    FROM job
+    RETURNING id, task_id
+)
+INSERT INTO {records} (result_id, launched_by_id, origin, arguments, queue, retry_of_id, step_id, attempts, last_error,
+                       deliveries)
+SELECT result.id, job.launched_by_id::{user_key}, job.origin, job.arguments::jsonb, job.queue,
+       job.retry_of_id::{record_key}, job.step_id::{step_key}, 1, '', '[]'
+FROM result JOIN job USING (task_id)
+"""
+
+
+def job_records_create(jobs: list[dict[str, Any]]) -> None:
+    """Record PENDING, in one statement, jobs given as dicts of task_id, task_name, args, kwargs,
+    queue, periodic_task_name and optionally launched_by, origin, retry_of, step_id."""
+    now = timezone.now()
+    sql = RECORD_JOBS_SQL.format(
+        values=", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(jobs)),
+        results=TaskResult._meta.db_table, records=JobRecord._meta.db_table,
+        user_key=JobRecord._meta.get_field("launched_by").target_field.db_type(connection),
+        record_key=JobRecord._meta.pk.target_field.db_type(connection),
+        step_key=JobRecord._meta.get_field("step").target_field.db_type(connection),
+    )
+    parameters = []
+    for job in jobs:
+        launched_by, retry_of = job.get("launched_by"), job.get("retry_of")
+        parameters += [
+            # task_args/kwargs encoded as the worker will store them once it picks the job up
+            job["task_id"], job["task_name"], json.dumps(saferepr(tuple(job["args"]))),
+            json.dumps(saferepr(job["kwargs"])), job["periodic_task_name"],
+            launched_by.pk if launched_by else None,
+            job.get("origin") or (JobRecord.Origin.SCHEDULE if job["periodic_task_name"] else JobRecord.Origin.CODE),
+            json.dumps({"args": list(job["args"]), "kwargs": job["kwargs"]}), job["queue"],
+            retry_of.pk if retry_of else None, job.get("step_id"),
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*parameters, states.PENDING, now, now])
+
+
+def job_recorded(task: Task | None) -> bool:
+    """Whether a job sent of `task` gets a PENDING record: one whose outcome the database stores."""
+    return task is not None and not task.ignore_result and isinstance(current_app.backend, DatabaseBackend)
+
+
+# The ids of the jobs being published that were recorded already, with more than a message tells.
+recorded: ContextVar[frozenset[str]] = ContextVar("recorded", default=frozenset())
+
+
+@contextmanager
+def jobs_recorded(jobs: list[dict[str, Any]]):
+    """Record PENDING the jobs about to be published in the block (see job_records_create), in
+    one statement; publishing them inside the block records nothing more."""
+    if jobs:
+        job_records_create(jobs)
+    token = recorded.set(frozenset(job["task_id"] for job in jobs))
+    try:
+        yield
+    finally:
+        recorded.reset(token)
+
+
+def job_publish_failed(*, task_id: str, error: Exception) -> bool:
+    """Settle a recorded job whose publish failed, so that what the launcher is told stays true.
+
+    A publish can fail after its message reached the queue (the broker's confirm was lost with its
+    connection), so the job is marked REVOKED, which no worker ever runs (jobs/results/managers.py), rather
+    than FAILURE, which a worker would overwrite by running it. Only while it is still PENDING:
+    if a worker has taken it already, the message did get through, and False says it was launched
+    after all."""
+    return bool(TaskResult.objects.filter(task_id=task_id, status=states.PENDING).update(
+        status=states.REVOKED,
+        result=json.dumps({"exc_type": "JobQueueUnavailable", "exc_message": [
+            f"Not queued: the job queue was unavailable ({error}). It will not run; launch it again."]}),
+        date_done=timezone.now(),
+    ))
+
+
+def job_publish(task: JobTask, task_id: str, arguments: dict[str, Any], options: dict[str, Any]) -> None:
+    token = recorded.set(frozenset([task_id]))
+    try:
+        task.apply_async(kwargs=arguments, task_id=task_id, **options)
+    except OperationalError as exc:
+        if job_publish_failed(task_id=task_id, error=exc):
+            raise JobQueueUnavailable(f"The job queue is unavailable ({exc}); job {task_id} was not enqueued "
+                                      "and will not run.") from exc
+        logger.warning("Job %s: its publish reported %s, but a worker has taken it: launched.", task_id, exc)
+    finally:
+        recorded.reset(token)
+
+
+def job_record_published(*, task_id: str, task_name: str, args: list, kwargs: dict, queue: str,
+                         periodic_task_name: str | None) -> None:
+    """Record PENDING a job that beat or code sent without recording it first (job_launch does)."""
+    if task_id in recorded.get():
+        return
+    job_records_create([{"task_id": task_id, "task_name": task_name, "args": args, "kwargs": kwargs,
+                          "queue": queue, "periodic_task_name": periodic_task_name}])
+
+
+def job_send_again(*, task: JobTask, countdown: int) -> None:
+    """Send the job a worker holds (task.request) again under its id, as it came, `countdown` seconds
+    from now; its record stays as it is."""
+    token = recorded.set(frozenset([task.request.id]))
+    try:
+        task.signature_from_request(countdown=countdown).apply_async()
+    finally:
+        recorded.reset(token)
+
+
+def job_record_retried(*, task_id: str, reason: str) -> None:
+    """Count a Celery retry of the job and keep the error that caused it."""
+    JobRecord.objects.filter(result__task_id=task_id).update(attempts=F("attempts") + 1, last_error=reason)
+
+
+def revoked_result(message: str) -> str:
+    return json.dumps({"exc_type": "TaskRevokedError", "exc_message": [message]})
+
+
