@@ -6,7 +6,7 @@ PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench env flower
+.PHONY: run test docs bench env flower
 
 run: $(VENV)/installed .env
 	# The operations pages read queue figures from RabbitMQ's management API (a local broker; a remote
@@ -24,6 +24,15 @@ run: $(VENV)/installed .env
 test: $(VENV)/installed .env
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py test --noinput
+
+# The documentation site (docs/, mkdocs.yml) into site/; a warning fails the build. Its tools are not
+# the project's: installed only here, from docs/requirements.txt.
+docs: $(VENV)/docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+$(VENV)/docs-installed: docs/requirements.txt $(VENV)/installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -r docs/requirements.txt
+	touch $@
 
 # Optional: Flower at http://localhost:5555, beside `make run` (the admin shows queues and workers).
 flower: $(VENV)/installed .env

@@ -12,14 +12,15 @@ from django.urls import NoReverseMatch, reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
-from jobs import broker, services
 from jobs.models import AlertRule, JobRecord, Worker
+from jobs.queues.broker import job_queues_declare
 from jobs.workflows import chain, step
+from jobs.workflows.services import workflow_launch
 from tests.jobs.test_browser import BrowserTestCase
 
 WIDTHS = (390, 1280)
 # With SCREENSHOTS_DIR set (`SCREENSHOTS_DIR=docs/screenshots python manage.py test tests.site.test_page_walk`),
-# the walk saves the README's screenshots of these pages at 1280 px.
+# the walk saves the documentation's screenshots of these pages at 1280 px (.ci/run does, before building the docs).
 SCREENSHOTS = {"operations-overview": "admin:jobs_queue_changelist", "queue": "admin:jobs_queue_detail",
                "workers": "admin:jobs_worker_changelist", "dead-letters": "admin:jobs_queue_dead_letters",
                "charts": "admin:jobs_queue_charts", "job": "jobs:detail", "workflow": "jobs:workflow"}
@@ -57,7 +58,7 @@ class PageWalkTests(BrowserTestCase):
                                            status=states.PENDING)
         JobRecord.objects.create(result=queued, launched_by=self.root, arguments={"args": [], "kwargs": {"n": 3}},
                                  queue="default")
-        self.flow = services.workflow_launch(spec=chain(step("testapp.add", x=1, y=1), step("testapp.add", input="x", y=1)),
+        self.flow = workflow_launch(spec=chain(step("testapp.add", x=1, y=1), step("testapp.add", input="x", y=1)),
                                              name="a workflow with a long name to draw", launched_by=self.root)
         every = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
         PeriodicTask.objects.create(name="every ten minutes", task="testapp.add", interval=every, kwargs='{"x": 1, "y": 1}')
@@ -65,7 +66,7 @@ class PageWalkTests(BrowserTestCase):
         Worker.objects.create(hostname="default@a-rather-long-host-name.example.com", queues=["default"],
                               consuming=["default"], concurrency=2, started_at=done.date_done, last_heartbeat=done.date_done)
         self.done, self.queued = done, queued
-        broker.job_queues_declare()  # as each worker does when it starts: the queues have figures
+        job_queues_declare()  # as each worker does when it starts: the queues have figures
 
     def addresses(self) -> list[str]:
         """The site's pages, then each admin model's list, add form and first object's page."""
