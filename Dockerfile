@@ -1,5 +1,5 @@
 # One image for web, worker, beat and flower; docker-compose.yml picks the command.
-FROM python:3.11-slim
+FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app

@@ -1,5 +1,8 @@
 # Two commands: `make run` (the whole stack, in the foreground) and `make test`.
-PYTHON ?= python3.11
+# Django 6.0 needs Python 3.12 or newer: the first of these on PATH that runs and is new enough (with
+# pyenv, .python-version selects 3.12), or `make PYTHON=/path/to/python3.12 ...`.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
 # The web process listens on 127.0.0.1:$(PORT) (WEB_HOST=0.0.0.0 for every interface): `make run PORT=8001`
 # runs a second checkout beside the first.
 PORT ?= 8000
@@ -45,6 +48,9 @@ env: .env
 
 # Reinstall whenever requirements.txt changes.
 $(VENV)/installed: requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed (Django 6.0), and none was found as python3.13, python3.12 or python3. Install one (pyenv install 3.12, or your system's python3.12 package), or run make PYTHON=/path/to/python3.12." >&2; exit 1; }
+	# A virtualenv of an older Python (before Django 6) is made again.
+	$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null || rm -rf $(VENV)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django_celery_results.models import TaskResult
 
 from ..exceptions import JobLaunchError, JobNotCancellable
@@ -153,13 +154,13 @@ class TaskResultAdmin(admin.ModelAdmin):
         if record.retry_of:
             links.append(("retry of", self._link(record.retry_of.result), ""))
         links.extend(("retried as", self._link(retry.result), "") for retry in record.retried_as.select_related("result"))
-        return format_html_join(format_html("<br>"), "{} {}{}", links) if links else "-"
+        return format_html_join(mark_safe("<br>"), "{} {}{}", links) if links else "-"
 
     @admin.display(description="retries and cancellations")
     def audit(self, obj):
         record = getattr(obj, "record", None)
         actions = record.actions.select_related("actor", "record__result") if record else []
-        return format_html_join(format_html("<br>"), "{}", ((str(action),) for action in actions)) or "-"
+        return format_html_join(mark_safe("<br>"), "{}", ((str(action),) for action in actions)) or "-"
 
     def _link(self, result):
         url = reverse("admin:django_celery_results_taskresult_change", args=[result.pk])
