@@ -3,6 +3,7 @@ and stable (django-celery-beat stores them as text). Queues: CELERY_TASK_ROUTES.
 import time
 from typing import Annotated
 
+from django.tasks import task
 from pydantic import Field, HttpUrl
 
 from jobs.catalog import job
@@ -64,3 +65,17 @@ def probe(key: str, seconds: Annotated[float, Field(ge=0, le=60)] = 0) -> str:
 def fetch_url(url: HttpUrl) -> dict[str, object]:
     """Fetch a page and summarize it (status, size, title); timeouts and 5xx are retried, 4xx not."""
     return fetch.url_summarize(url=str(url))
+
+
+# The seeds' say_hello again, declared with Django's own tasks API (django.tasks): a catalog job named
+# examples.tasks.greet, enqueued with greet.enqueue(name) (docs/how-to/django-tasks.md).
+@task
+def greet(name: Annotated[str, Field(min_length=1, max_length=200)]) -> str:
+    """Greet someone by name (Django's tasks API)."""
+    return f"Hello, {name}!"
+
+
+@task
+def add_numbers(x: int, y: int) -> int:
+    """Add two integers (the seeds' add, with Django's tasks API: bench_throughput compares the two)."""
+    return x + y

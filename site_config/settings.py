@@ -274,6 +274,10 @@ BROKER_QUEUE_TYPE = env.str("BROKER_QUEUE_TYPE", default="classic")
 CELERY_TASK_QUEUES = job_queues(["default", "email", "long", "demo"], queue_type=BROKER_QUEUE_TYPE,
                                 dead_letter_exchange=DEAD_LETTER_EXCHANGE)
 CELERY_TASK_DEFAULT_QUEUE_TYPE = BROKER_QUEUE_TYPE
+# Django's own tasks API (django.tasks) runs on this engine: a task declared with @task is a catalog job
+# (jobs/django_tasks/backend.py), on any of the job queues.
+TASKS = {"default": {"BACKEND": "jobs.django_tasks.backend.JobsBackend",
+                     "QUEUES": [queue.name for queue in CELERY_TASK_QUEUES]}}
 CELERY_TASK_ROUTES = {
     "jobs.send_activation_email": {"queue": "email"},
     "jobs.import_contacts": {"queue": "long"},

@@ -48,7 +48,9 @@ def unfinished_limit_check(user: AbstractBaseUser | None, adding: int) -> None:
 
 def job_queue(task_name: str) -> str:
     """The queue a job goes to when no queue is given: the one the task routes send it to."""
-    return current_app.amqp.router.route({}, task_name)["queue"].name
+    task = current_app.tasks.get(task_name)
+    given = {"queue": task.queue} if getattr(task, "queue", None) else {}  # a task's own (django.tasks' queue_name)
+    return current_app.amqp.router.route(given, task_name)["queue"].name
 
 
 # Every job sent is recorded before it is published: one statement writes both rows of any number

@@ -1,8 +1,10 @@
 """What a user writes to add jobs: one decorated function each, with typed arguments."""
+import asyncio
 import time
 from datetime import date, datetime
 from typing import Annotated, Literal
 
+from django.tasks import TaskContext, task
 from pydantic import Field, HttpUrl
 
 from jobs.catalog import job
@@ -89,3 +91,36 @@ def add_chain(x: int, times: int = 3) -> dict:
 def sum_of_sums(size: int) -> dict:
     """n + n for n below `size` side by side, then their sum."""
     return chord([step("testapp.add", x=n, y=n) for n in range(size)], step("testapp.xsum", input="numbers"))
+
+
+# The same kind of jobs declared with Django's own tasks API (django.tasks): catalog jobs named by
+# their module path, run by the engine (jobs/django_tasks/backend.py).
+@task
+def multiply(x: int, y: int = 2) -> int:
+    """Multiply two integers."""
+    return x * y
+
+
+@task(takes_context=True)
+def which_attempt(context: TaskContext, label: str) -> dict:
+    """Say which attempt this is, and under which id."""
+    return {"label": label, "attempt": context.attempt, "id": context.task_result.id}
+
+
+@task
+async def double_later(x: int) -> int:
+    """An async task: doubled after yielding once."""
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+@task(queue_name="demo", priority=100)
+def urgent(x: int) -> int:
+    """A task of its own queue and the highest priority."""
+    return x
+
+
+@task
+def refuse(message: str) -> None:
+    """Fail with `message`."""
+    raise ValueError(message)

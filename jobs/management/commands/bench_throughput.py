@@ -12,6 +12,7 @@ from celery.result import ResultSet
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
+from django.tasks import task_backends
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -26,8 +27,12 @@ JOB = "jobs.add"  # the examples app's add(x, y): the smallest job there is
 
 OURS = "PostgreSQL (this project)"
 RPC = "rpc://"
+# The same job declared with Django's tasks API (examples.tasks.add_numbers) and enqueued with .enqueue().
+DJANGO_TASK = "examples.tasks.add_numbers"
+DJANGO_TASKS = "PostgreSQL (this project), django.tasks"
 VARIANTS = {
     OURS: {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend"},
+    DJANGO_TASKS: {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend", "BENCH_API": "django.tasks"},
     RPC: {"CELERY_RESULT_BACKEND": "rpc://"},
     "PostgreSQL, stock django-db backend": {"CELERY_RESULT_BACKEND": "django-db"},
     # Stock Celery: the stock backend, and a new database connection for every task.
@@ -116,6 +121,8 @@ class Command(BaseCommand):
         self.stdout.write(f"\nRatio to {RPC} (target for {OURS}: at least 0.9)")
         for name in figures:
             self.stdout.write(f"  {name:<60} {medians[name] / medians[RPC]:7.2f}")
+        self.stdout.write(f"\nRatio to {OURS} (target for {DJANGO_TASKS}: at least 0.95)")
+        self.stdout.write(f"  {DJANGO_TASKS:<60} {medians[DJANGO_TASKS] / medians[OURS]:7.2f}")
         if FULL in figures:
             self.stdout.write(f"\nRatio to {OURS}, empty table (target: at least 0.85)")
             for name in (FULL, FULL_RANDOM_IDS):
@@ -137,8 +144,13 @@ class Command(BaseCommand):
     def run_batch(self, count: int, random_ids: bool) -> None:
         task = find_job(JOB)
         last = TaskResult.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-        results = [task.apply_async(kwargs={"x": n, "y": n}, queue=QUEUE, task_id=str(uuid.uuid4()) if random_ids else None)
-                   for n in range(count)]
+        if os.environ.get("BENCH_API") == "django.tasks":
+            task_backends["default"].queues.add(QUEUE)  # the benchmark's own queue, as for the others
+            django_task = find_job(DJANGO_TASK).django_task.using(queue_name=QUEUE)
+            results = [django_task.enqueue(n, n) for n in range(count)]
+        else:
+            results = [task.apply_async(kwargs={"x": n, "y": n}, queue=QUEUE,
+                                        task_id=str(uuid.uuid4()) if random_ids else None) for n in range(count)]
         if current_app.conf.result_backend != RPC:
             wait_for(lambda: self.succeeded_since(last) >= count, timeout=600, interval=0.05,
                      message="results in PostgreSQL")
