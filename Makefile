@@ -9,7 +9,7 @@ PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test docs bench env flower
+.PHONY: run test test-clients docs bench bench-peers env flower
 
 run: $(VENV)/installed .env
 	# The operations pages read queue figures from RabbitMQ's management API (a local broker; a remote
@@ -28,6 +28,16 @@ test: $(VENV)/installed .env
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py test --noinput
 
+# Third-party apps that declare their work with Django's tasks API (Wagtail), on this engine's backend
+# (tests/clients). Their packages are not the project's: installed only here, the project's pins kept.
+test-clients: $(VENV)/clients-installed .env
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	$(BIN)/python manage.py test --noinput tests.clients --settings tests.settings_wagtail
+
+$(VENV)/clients-installed: tests/clients/requirements.txt $(VENV)/installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt -c requirements.txt
+	touch $@
+
 # The documentation site (docs/, mkdocs.yml) into site/; a warning fails the build. Its tools are not
 # the project's: installed only here, from docs/requirements.txt.
 docs: $(VENV)/docs-installed
@@ -43,6 +53,12 @@ flower: $(VENV)/installed .env
 
 bench: $(VENV)/installed .env
 	$(BIN)/python manage.py bench_throughput
+
+# This project against its peers, side by side (benchmarks/bench_peers.py); the peers' packages are
+# installed only here.
+bench-peers: $(VENV)/installed .env
+	$(BIN)/pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt -c requirements.txt
+	$(BIN)/python benchmarks/bench_peers.py
 
 env: .env
 

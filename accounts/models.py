@@ -7,7 +7,8 @@ from django.db import models
 class ApiToken(models.Model):
     """A user's bearer token for the API. Only its hash is stored; the token is shown once."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    # Named for this site's API: Wagtail's own APIToken takes `api_tokens` on the same user model.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs_api_tokens")
     name = models.CharField(max_length=100, help_text="What the token is for, e.g. 'nightly import script'.")
     prefix = models.CharField(max_length=8, help_text="The token's first characters, to recognise it.")
     key_hash = models.CharField(max_length=64, unique=True, editable=False)

@@ -28,6 +28,7 @@ from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
+from pydantic import JsonValue
 
 from ..catalog import JobTask, find_job, job
 from ..exceptions import UnknownJob
@@ -103,7 +104,9 @@ def catalog_job(task: Task) -> DjangoTaskJob:
         return current_task.run_django_task(kwargs)
 
     run.__signature__ = signature.replace(parameters=parameters)
-    run.__annotations__ = {name: hint for name, hint in hints.items() if name in run.__signature__.parameters}
+    # An argument without a type hint (common in third-party apps: Wagtail's tasks have none) takes
+    # any JSON value, as Django's contract for task arguments says; a hinted one is checked as @job's are.
+    run.__annotations__ = {parameter.name: hints.get(parameter.name, JsonValue) for parameter in parameters}
     return job(task.module_path, base=DjangoTaskJob, django_task=task, queue=task.queue_name)(run)
 
 

@@ -19,7 +19,7 @@ from jobs.catalog import catalog, find_job
 from jobs.django_tasks.backend import JobsBackend, amqp_priority
 from jobs.exceptions import InvalidArguments
 from jobs.models import JobRecord
-from tests.testapp.tasks import add, double_later, multiply, refuse, urgent, which_attempt
+from tests.testapp.tasks import add, double_later, multiply, refuse, unhinted, urgent, which_attempt
 
 
 def received(signal):
@@ -81,6 +81,15 @@ class EnqueueTests(TestCase):
             multiply.enqueue("3", 4)
         self.assertEqual(refused.exception.errors, [{"field": "x", "message": "Input should be a valid integer"}])
         self.assertFalse(TaskResult.objects.exists())
+
+    def test_an_argument_without_a_type_hint_takes_any_json_value_and_nothing_else(self):
+        with mock.patch.object(find_job(unhinted.module_path), "apply_async"):
+            result = unhinted.enqueue({"nested": [1, "two"]}, count=2)
+        self.assertEqual(result.kwargs, {"label": {"nested": [1, "two"]}, "count": 2})
+        with self.assertRaises(InvalidArguments) as refused:
+            unhinted.enqueue(object())
+        self.assertIn("not JSON serializable", refused.exception.errors[0]["message"])
+        self.assertEqual(TaskResult.objects.count(), 1)
 
     def test_enqueue_records_the_job_pending_in_the_caller_s_transaction_and_publishes_on_commit(self):
         enqueued, stop = received(task_enqueued)

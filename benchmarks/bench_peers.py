@@ -1,0 +1,288 @@
+"""This project against the job systems a Django team could pick instead, on one machine, in one run.
+
+    pip install -r benchmarks/requirements.txt
+    python benchmarks/bench_peers.py [--jobs 2000] [--rounds 3] [--latency 200] [--peers NAME ...]
+
+For each round, each system in turn gets a fresh database of its own (created here, migrated with its
+own migrations) on the local PostgreSQL, 2 worker processes started as its documentation starts them,
+then: a warm-up of 200 jobs; `--jobs` no-op jobs enqueued one after another and run to completion
+(jobs per second, from the first enqueue until the last job is done in its store); then `--latency`
+jobs one at a time, each timed from its enqueue until its store says it is done (read every
+millisecond). Every system stores each job's outcome in PostgreSQL, where its users keep it.
+Printed: a Markdown table with the median across rounds, every round's figure, and ratios to this
+project.
+"""
+import argparse
+import importlib.metadata
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "this project, @job"
+
+
+class Peer:
+    """How one system is set up, started, fed and read. Subclasses fill in the blanks."""
+
+    settings = "benchmarks.settings"
+    package = ""  # whose version the report shows
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def environment(self, database_url: str) -> dict[str, str]:
+        return {**os.environ, "DJANGO_SETTINGS_MODULE": self.settings, "BENCH_PEER": self.name,
+                "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+
+    def migrate(self) -> list[str]:
+        return [sys.executable, "-m", "django", "migrate", "--verbosity", "0"]
+
+    def workers(self) -> list[list[str]]:
+        """The commands that start its workers: 2 processes that run jobs, in all."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """In the measuring process, before its workers start: clear what an interrupted run left."""
+
+    def send(self, number: int) -> str:
+        """Enqueue one no-op job; its id."""
+        raise NotImplementedError
+
+    def finished(self) -> int:
+        """How many jobs its store holds as done (successfully), all told."""
+        raise NotImplementedError
+
+    def done(self, job_id: str) -> bool:
+        raise NotImplementedError
+
+
+class CeleryResults(Peer):
+    """Outcomes in django-celery-results' table (this project's backend writes the same table)."""
+
+    def finished(self) -> int:
+        from django_celery_results.models import TaskResult
+        return TaskResult.objects.filter(status="SUCCESS").count()
+
+    def done(self, job_id: str) -> bool:
+        from django_celery_results.models import TaskResult
+        return TaskResult.objects.filter(task_id=job_id, status="SUCCESS").exists()
+
+    def prepare(self) -> None:
+        from celery import current_app
+        with current_app.connection_for_write() as broker:
+            broker.default_channel.queue_delete(self.queue)
+
+    def celery_worker(self, app: str) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", app, "worker", "--queues", self.queue,
+                "--concurrency", "2", "--loglevel", "WARNING"]
+
+
+class ProjectJob(CeleryResults):
+    """This project: the job declared with `@job`, launched with `.apply_async()`, as the seeds do."""
+
+    settings = "site_config.settings"
+    queue = "bench"  # its own queue, so a running `make run` takes none of these
+
+    def environment(self, database_url: str) -> dict[str, str]:
+        return {**super().environment(database_url), "CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend"}
+
+    def migrate(self) -> list[str]:
+        return [sys.executable, "manage.py", "migrate", "--verbosity", "0"]
+
+    def workers(self) -> list[list[str]]:
+        return [self.celery_worker("site_config")]
+
+    def send(self, number: int) -> str:
+        from jobs.catalog import find_job
+        return find_job("jobs.add").apply_async(kwargs={"x": number, "y": number}, queue=self.queue).id
+
+
+class ProjectTask(ProjectJob):
+    """This project: the same job declared with Django's `@task`, enqueued with `.enqueue()`."""
+
+    def prepare(self) -> None:
+        from django.tasks import task_backends
+        super().prepare()
+        task_backends["default"].queues.add(self.queue)
+
+    def send(self, number: int) -> str:
+        from examples.tasks import add_numbers
+        return add_numbers.using(queue_name=self.queue).enqueue(number, number).id
+
+
+class DjangoTasksCelery(CeleryResults):
+    """django-tasks-celery: Django's API onto stock Celery, outcomes in django-celery-results."""
+
+    package = "django-tasks-celery"
+    queue = "bench_peers"
+
+    def workers(self) -> list[list[str]]:
+        return [self.celery_worker("benchmarks.celery_app")]
+
+    def prepare(self) -> None:
+        import benchmarks.celery_app  # noqa: F401  (makes it Celery's current app)
+        super().prepare()
+
+    def send(self, number: int) -> str:
+        from benchmarks.tasks import add
+        return add.enqueue(number, number).id
+
+
+class DjangoTasksDB(Peer):
+    """django-tasks-db: Django's API, jobs as rows of a table that its `db_worker` polls (one task at a
+    time per worker process, so two processes; every second when idle, its default)."""
+
+    package = "django-tasks-db"
+
+    def workers(self) -> list[list[str]]:
+        return [[sys.executable, "-m", "django", "db_worker", "--no-reload"]] * 2
+
+    def send(self, number: int) -> str:
+        from benchmarks.tasks import add
+        return add.enqueue(number, number).id
+
+    def finished(self) -> int:
+        from django_tasks_db.models import DBTaskResult
+        return DBTaskResult.objects.successful().count()
+
+    def done(self, job_id: str) -> bool:
+        from django_tasks_db.models import DBTaskResult
+        return DBTaskResult.objects.successful().filter(id=job_id).exists()
+
+
+PEERS = {peer.name: peer for peer in [
+    ProjectJob(PROJECT), ProjectTask("this project, django.tasks"),
+    DjangoTasksDB("django-tasks-db"), DjangoTasksCelery("django-tasks-celery"),
+]}
+
+
+def wait_until(predicate, timeout: float, interval: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def measure(peer: Peer, jobs: int, latency: int) -> dict:
+    """In a process of its own, set up with the peer's settings: start its workers, time it."""
+    import django
+    django.setup()
+    peer.prepare()
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115  (the workers' output, shown if the run fails)
+    workers = [subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+               for command in peer.workers()]
+    try:
+        def batch(count: int) -> float:
+            before = peer.finished()
+            started = time.perf_counter()
+            for number in range(count):
+                peer.send(number)
+            wait_until(lambda: peer.finished() >= before + count, timeout=900, interval=0.02,
+                       what=f"{count} jobs of {peer.name}")
+            return time.perf_counter() - started
+
+        batch(200)  # warm up: its workers started, connections made, imports done
+        seconds = batch(jobs)
+        latencies = []
+        for number in range(latency):
+            started = time.perf_counter()
+            job_id = peer.send(number)
+            wait_until(lambda job_id=job_id: peer.done(job_id), timeout=60, interval=0.001, what=f"a job of {peer.name}")
+            latencies.append((time.perf_counter() - started) * 1000)
+        return {"rate": jobs / seconds, "latencies": latencies}
+    except BaseException:
+        log.seek(0)
+        print(log.read()[-5000:], file=sys.stderr)
+        raise
+    finally:
+        for worker in workers:
+            worker.terminate()  # its warm shutdown: the running job finishes
+        for worker in workers:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+
+
+def database_for(server: str, peer: Peer) -> str:
+    """A new, empty database for this peer on the server; its URL."""
+    import psycopg2
+    name = "bench_peers_" + "".join(c if c.isalnum() else "_" for c in peer.name.lower())
+    with closing(psycopg2.connect(server)) as admin:
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(server)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=2000, help="Jobs per throughput measurement.")
+    parser.add_argument("--rounds", type=int, default=3, help="Measurements per system, interleaved.")
+    parser.add_argument("--latency", type=int, default=200, help="One-at-a-time jobs timed per round.")
+    parser.add_argument("--peers", nargs="+", choices=list(PEERS), default=list(PEERS))
+    parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432/postgres",
+                        help="A PostgreSQL database URL; each system gets a database of its own beside it.")
+    parser.add_argument("--measure", choices=list(PEERS), help="Internal: measure one system in this process.")
+    arguments = parser.parse_args()
+    if min(arguments.jobs, arguments.rounds, arguments.latency) < 1:
+        parser.error("--jobs, --rounds and --latency must be at least 1")
+    if arguments.measure:
+        print(json.dumps(measure(PEERS[arguments.measure], arguments.jobs, arguments.latency)))
+        return
+
+    rates = {name: [] for name in arguments.peers}
+    latencies = {name: [] for name in arguments.peers}
+    for round_number in range(1, arguments.rounds + 1):
+        for name in arguments.peers:
+            peer = PEERS[name]
+            environment = peer.environment(database_for(arguments.server, peer))
+            subprocess.run(peer.migrate(), cwd=ROOT, env=environment, check=True)
+            result = subprocess.run(
+                [sys.executable, __file__, "--measure", name, "--jobs", str(arguments.jobs),
+                 "--latency", str(arguments.latency)],
+                cwd=ROOT, env=environment, stdout=subprocess.PIPE, text=True, check=True,
+            )
+            figures = json.loads(result.stdout.strip().splitlines()[-1])
+            rates[name].append(figures["rate"])
+            latencies[name] += figures["latencies"]
+            print(f"round {round_number}: {name}: {figures['rate']:.0f} jobs/s, "
+                  f"p50 {statistics.median(figures['latencies']):.1f} ms", file=sys.stderr)
+    report(arguments, rates, latencies)
+
+
+def report(arguments, rates: dict, latencies: dict) -> None:
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    base = median.get(PROJECT)
+    print(f"\n{arguments.jobs} no-op jobs per round, 2 worker processes, {arguments.rounds} interleaved rounds; "
+          f"latency of {arguments.latency} one-at-a-time jobs per round, pooled\n")
+    print("| system | version | jobs/s (median) | rounds | ratio to this project | latency p50 | p99 |")
+    print("|---|---|---|---|---|---|---|")
+    for name, values in rates.items():
+        package = PEERS[name].package
+        version = importlib.metadata.version(package) if package else "—"
+        ratio = f"{median[name] / base:.2f}" if base else "—"
+        print(f"| {name} | {version} | {median[name]:.0f} | {', '.join(f'{v:.0f}' for v in values)} | {ratio} "
+              f"| {percentile(latencies[name], 0.5):.1f} ms | {percentile(latencies[name], 0.99):.1f} ms |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Django settings for the peers measured by `bench_peers.py`: one small site per peer, chosen by
+BENCH_PEER, each set up as that peer's own documentation recommends for production."""
+import os
+
+import environ
+
+PEER = os.environ["BENCH_PEER"]
+SECRET_KEY = "benchmarks-only"
+USE_TZ = True
+DEBUG = False
+DATABASES = {"default": {**environ.Env.db_url_config(os.environ["DATABASE_URL"]), "CONN_MAX_AGE": 600}}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth"]
+LOGGING = {"version": 1, "disable_existing_loggers": False,
+           "root": {"handlers": ["console"], "level": "WARNING"},
+           "handlers": {"console": {"class": "logging.StreamHandler"}}}
+
+if PEER == "django-tasks-db":
+    INSTALLED_APPS += ["django_tasks_db"]
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+elif PEER == "django-tasks-celery":
+    # Its README: CELERY_RESULT_EXTENDED on, a result backend set (django-celery-results here, as the
+    # issue asks: results in PostgreSQL).
+    INSTALLED_APPS += ["django_celery_results"]
+    TASKS = {"default": {"BACKEND": "django_tasks_celery.CeleryBackend",
+                         "OPTIONS": {"CELERY_APP": "benchmarks.celery_app.app"}}}
+    CELERY_BROKER_URL = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    CELERY_RESULT_BACKEND = "django-db"
+    CELERY_RESULT_EXTENDED = True
+    CELERY_TASK_DEFAULT_QUEUE = "bench_peers"  # its own queue: a running `make run` takes none of these
+
+else:
+    raise ValueError(f"Unknown BENCH_PEER {PEER!r}")
