@@ -22,7 +22,7 @@ class JobsConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
         from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-        from .catalog import settled_job_delivered
+        from .catalog import settled_job_delivered, unique_job_sending
         from .queues import workers
         from .records import receivers as records
         from .scheduling import receivers as scheduling
@@ -38,6 +38,7 @@ class JobsConfig(AppConfig):
         before_task_publish.connect(records.job_published)
         task_retry.connect(records.job_retried)
         settled_job_delivered.connect(records.settled_job_delivered)
+        unique_job_sending.connect(records.unique_job_sending)  # a unique job sent from code claims its key
         # A step's outcome moves its workflow on.
         task_success.connect(workflows.job_succeeded)
         task_failure.connect(workflows.job_failed)

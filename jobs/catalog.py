@@ -4,10 +4,14 @@ A job declares its arguments once, as annotated parameters. That declaration bec
 pydantic model used by the API before anything is enqueued and by the worker before the job
 runs, so a job never starts with arguments it did not declare.
 """
+import hashlib
 import inspect
 import json
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 from typing import Any, get_type_hints
 
@@ -30,6 +34,11 @@ logger = logging.getLogger(__name__)
 # The catalog builds on nothing: the capabilities above it receive this (jobs/records/receivers.py: send
 # it again later; jobs/workflows/receivers.py: pass a step's success on).
 settled_job_delivered = Signal()
+# Sent by JobTask.apply_async for a unique job (job(unique=...)) that nothing has recorded yet: `.delay()`
+# from code. The records' receiver (jobs/records/receivers.py) claims its key, records it and has it
+# published, and answers with the id of the job that stands for this send: its own, or the one holding
+# the key. None: nothing done, publish it as usual.
+unique_job_sending = Signal()
 NUL = re.compile(r"(?<!\\)(\\\\)*\\u0000")  # a NUL character as JSON writes it (not an escaped backslash and u0000)
 
 
@@ -45,11 +54,46 @@ def new_task_id() -> str:
     return str(uuid7())
 
 
+@dataclass(frozen=True)
+class Unique:
+    """At most one job of its kind per key: `@job(..., unique=Unique(on=("owner_id",), until="finished"))`.
+
+    `on` makes the key from the job's arguments: their names (all of them when empty), or a function
+    taking the arguments by name and returning the key's text. `until` is how long a job holds its
+    key: "started" (while it waits to run), "finished" (while it waits or runs; the default), or a
+    timedelta (that long after it was launched, whatever becomes of it). A launch while the key is
+    held launches nothing and answers with the job holding it. See jobs/records/services.py
+    (unique_key_claim) for the bound on a key whose holder was lost.
+    """
+
+    on: tuple[str, ...] | Callable[..., str] = ()
+    until: str | timedelta = "finished"
+
+    def __post_init__(self):
+        if not (self.until in ("started", "finished") or isinstance(self.until, timedelta) and self.until > timedelta(0)):
+            raise ValueError(f"Unique(until=...) is 'started', 'finished' or a positive timedelta, not {self.until!r}.")
+        if isinstance(self.on, str):
+            raise TypeError(f"Unique(on=...) takes a tuple of argument names: ({self.on!r},).")
+
+    def key(self, name: str, arguments: dict[str, Any]) -> str:
+        """The key of a launch of job `name` with these (validated, JSON) arguments: a SHA-256 of the job's
+        name and the key's parts, so that any arguments make a key of one size."""
+        if callable(self.on):
+            parts = str(self.on(**arguments))
+        else:
+            missing = [field for field in self.on if field not in arguments]
+            if missing:
+                raise TypeError(f"Job {name}: Unique(on=...) names {missing}, which are not its arguments.")
+            parts = json.dumps({field: arguments[field] for field in self.on or sorted(arguments)}, sort_keys=True)
+        return hashlib.sha256(f"{name}\n{parts}".encode()).hexdigest()
+
+
 class JobTask(DjangoTask):
     """Base class of launchable jobs: validates arguments against the type hints on every run."""
 
     do_not_call_in_templates = True  # a task is callable; templates read its attributes
     restricted = False  # see job()
+    unique: Unique | None = None  # see job() and Unique
 
     @cached_property
     def arguments_model(self) -> type[BaseModel]:
@@ -138,8 +182,16 @@ class JobTask(DjangoTask):
         return self.validate_arguments(args, kwargs, unchecked).model_dump(mode="json")
 
     def apply_async(self, args=None, kwargs=None, task_id=None, *more, **options):
-        """Celery's apply_async, the job's id time-ordered (new_task_id) unless one is given."""
-        return super().apply_async(args, kwargs, task_id or new_task_id(), *more, **options)
+        """Celery's apply_async, the job's id time-ordered (new_task_id) unless one is given. A unique
+        job's send claims its key first (unique_job_sending): while another holds it, nothing is
+        sent and the result is that job's."""
+        task_id = task_id or new_task_id()
+        if self.unique is not None and not more:
+            for _receiver, standing in unique_job_sending.send(type(self), task=self, task_id=task_id, args=args or (),
+                                                                kwargs=kwargs or {}, options=options):
+                if standing is not None:
+                    return self.AsyncResult(standing)
+        return super().apply_async(args, kwargs, task_id, *more, **options)
 
     def __call__(self, *args, **kwargs):
         arguments = self.validate_arguments(args, kwargs)
@@ -159,7 +211,7 @@ class JobTask(DjangoTask):
         self.update_state(state=PROGRESS, meta={"current": current, "total": total, "message": message})
 
 
-def job(name: str, restricted: bool = False, **task_options):
+def job(name: str, restricted: bool = False, unique: Unique | bool | None = None, **task_options):
     """Declare a launchable job: a shared Celery task named `name` with validated arguments.
 
     `restricted` jobs are launched by the system (sign-up, uploads, beat) and by people with the
@@ -167,14 +219,19 @@ def job(name: str, restricted: bool = False, **task_options):
     refuse them to everyone else. Every job is retried, with backoff, when the database drops its
     connection (a restart, a failover, a deadlock), on top of the errors it names in
     `autoretry_for`: jobs are idempotent, and the retry runs on a fresh connection.
+
+    `unique` (a Unique, or True for one job per set of arguments until it finishes) makes a launch
+    while an identical job is queued or running answer with that job instead of adding another,
+    from the API, the pages, code and beat.
     """
+    unique = Unique() if unique is True else unique or None
     task_options["autoretry_for"] = (*task_options.get("autoretry_for", ()), *TRANSIENT_DATABASE_ERRORS)
     task_options.setdefault("retry_backoff", True)
     task_options.setdefault("retry_jitter", True)
     task_options.setdefault("max_retries", 5)
     task_options.setdefault("default_retry_delay", 5)  # after a pool process died mid-job
     task_options.setdefault("base", JobTask)
-    return shared_task(name=name, restricted=restricted, **task_options)
+    return shared_task(name=name, restricted=restricted, unique=unique, **task_options)
 
 
 def may_launch(user, task: JobTask) -> bool:

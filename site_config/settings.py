@@ -185,6 +185,10 @@ ACTIVATION_MAX_AGE = timedelta(days=env.int("ACTIVATION_DAYS", default=3))
 JOBS_LAUNCH_RATE = env.str("JOBS_LAUNCH_RATE", default="60/m")
 # Jobs one person may have queued or running at once (a workflow's steps each count); 0: no limit.
 JOBS_MAX_UNFINISHED = env.int("JOBS_MAX_UNFINISHED", default=10_000)
+# The longest a unique job's key is held until its job starts or finishes (job(unique=...)): the bound
+# on a key whose job was lost before it reached the queue (a web process killed between its commit and
+# its publish). A job still queued after this long no longer keeps an identical one out.
+JOBS_UNIQUE_MAX_HOLD = timedelta(hours=env.int("JOBS_UNIQUE_MAX_HOLD_HOURS", default=24))
 
 # The fetch job (examples/fetch.py) fetches public addresses only; networks listed here too
 # (comma-separated, e.g. "10.1.2.0/24,127.0.0.1/32" for an intranet page, or tests' local server).

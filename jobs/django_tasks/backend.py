@@ -32,8 +32,8 @@ from pydantic import JsonValue
 
 from ..catalog import JobTask, find_job, job
 from ..exceptions import UnknownJob
-from ..launching.services import job_enqueue
 from ..records.selectors import jobs_with_details
+from ..records.services import job_enqueue
 
 STATUS = {
     states.PENDING: TaskResultStatus.READY, states.RECEIVED: TaskResultStatus.READY, states.RETRY: TaskResultStatus.READY,
@@ -141,8 +141,9 @@ class JobsBackend(BaseTaskBackend):
                    "headers": {ENQUEUED_AT: enqueued_at.isoformat()}}
         if task.run_after is not None:
             options["eta"] = task.run_after
+        task_id, _ = job_enqueue(task=job_task, arguments=arguments, options=options)  # never unique: no key to hold
         task_result = TaskResult(
-            task=task, id=job_enqueue(task=job_task, arguments=arguments, options=options),
+            task=task, id=task_id,
             status=TaskResultStatus.READY, enqueued_at=enqueued_at, started_at=None, last_attempted_at=None,
             finished_at=None, args=[], kwargs=arguments, backend=self.alias, errors=[], worker_ids=[],
         )

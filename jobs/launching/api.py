@@ -86,17 +86,19 @@ def job_out(request: HttpRequest, result) -> dict[str, Any]:
     return {**selectors.job_details(result), "url": url}
 
 
-@router.post("/", response={202: JobOut, **errors(403, 413, 422, 429, 503)}, url_name="job_create",
+@router.post("/", response={202: JobOut, 200: JobOut, **errors(403, 413, 422, 429, 503)}, url_name="job_create",
              throttle=[JobLaunchThrottle()])
 def job_create(request, payload: JobIn, response: HttpResponse):
-    """Launch a job from the catalog; it is enqueued once recorded, and runs on a worker."""
+    """Launch a job from the catalog; it is enqueued once recorded, and runs on a worker: 202. A unique
+    job whose key an identical job holds (queued, running, or within its period) is not launched
+    again: 200 with the job that holds it."""
     result = services.job_launch(
         name=payload.task, args=payload.args, kwargs=payload.kwargs,
         launched_by=request.user, origin=JobRecord.Origin.API,
     )
     body = job_out(request, result)
     response["Location"] = body["url"]
-    return 202, body
+    return (202 if result.launched else 200), body
 
 
 @router.get("/catalog/", response={200: list[CatalogEntryOut], **errors()}, url_name="job_catalog")

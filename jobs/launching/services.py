@@ -1,6 +1,5 @@
 """Launching, retrying and cancelling jobs: what the pages, the API, the admin and code call."""
 import json
-from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -10,11 +9,11 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from ..catalog import PROGRESS, JobTask, find_job, new_task_id
+from ..catalog import PROGRESS, find_job
 from ..exceptions import JobNotCancellable, JobNotRetryable
 from ..records.models import JobAction, JobRecord
 from ..records.selectors import jobs_with_details
-from ..records.services import job_publish, job_queue, job_records_create, revoked_result, unfinished_limit_check
+from ..records.services import job_enqueue, revoked_result
 from ..workflows.services import workflow_step_retry, workflow_steps_revoked
 from . import selectors
 
@@ -31,7 +30,8 @@ def job_launch(
     system: bool = False,
 ) -> TaskResult:
     """Validate and record a job as PENDING, enqueue it once the transaction commits, and return
-    its row as the API and pages show it.
+    its row as the API and pages show it. For a unique job (job(unique=...)) whose key another holds,
+    nothing is launched and the row is that job's: `result.launched` is False then, True otherwise.
 
     A person (`launched_by`) may launch only the jobs the catalog allows them (staff-only jobs are
     for staff); `system` launches made on someone's behalf (an upload's import) skip that check.
@@ -42,30 +42,11 @@ def job_launch(
     task = find_job(name, user=None if system else launched_by)
     arguments = task.json_arguments(args, kwargs)
     with transaction.atomic():
-        task_id = job_enqueue(task=task, arguments=arguments, options=options or {}, launched_by=launched_by,
-                              origin=origin, retry_of=retry_of)
-        return jobs_with_details().get(task_id=task_id)
-
-
-def job_enqueue(*, task: JobTask, arguments: dict[str, Any], options: dict[str, Any],
-                launched_by: AbstractBaseUser | None = None, origin: str = JobRecord.Origin.CODE,
-                retry_of: JobRecord | None = None) -> str:
-    """Record a job PENDING, its arguments validated already (JobTask.json_arguments), and publish it
-    once the transaction commits (outside one, before this returns); its id. job_launch, without
-    reading the row back for a page."""
-    task_id = new_task_id()
-    # A person's launch takes their lock for the JOBS_MAX_UNFINISHED count with the record; the system's
-    # is one statement, in the caller's transaction if there is one (not a BEGIN and COMMIT of its own).
-    with transaction.atomic() if launched_by is not None else nullcontext():
-        unfinished_limit_check(launched_by, 1)
-        job_records_create([{
-            "task_id": task_id, "task_name": task.name, "args": [], "kwargs": arguments,
-            "queue": options.get("queue") or job_queue(task.name),
-            "periodic_task_name": (options.get("headers") or {}).get("periodic_task_name"),
-            "launched_by": launched_by, "origin": origin, "retry_of": retry_of,
-        }])
-        transaction.on_commit(lambda: job_publish(task, task_id, arguments, options))
-    return task_id
+        task_id, launched = job_enqueue(task=task, arguments=arguments, options=options or {},
+                                        launched_by=launched_by, origin=origin, retry_of=retry_of)
+        result = jobs_with_details().get(task_id=task_id)
+    result.launched = launched
+    return result
 
 
 def job_retry(*, result: TaskResult, user: AbstractBaseUser) -> TaskResult:

@@ -83,6 +83,9 @@ def job_new(request):
         except JobLaunchError as exc:
             form.add_error(None, str(exc))
         else:
+            if not result.launched:
+                messages.info(request, f"{task.name} is a unique job, and an identical one holds its key: this is "
+                                       "that job. Nothing new was launched.")
             return redirect("jobs:detail", result.task_id)
     return render(request, "jobs/job_new.html", {"task": task, "form": form})
 

@@ -81,3 +81,21 @@ class JobAction(models.Model):
                   f"worker {self.worker}" if self.worker else f"queue {self.queue}")
         return (f"{self.get_kind_display()} of {target} by {self.actor} "
                 f"at {self.created_at:%Y-%m-%d %H:%M}" + (f" ({self.detail})" if self.detail else ""))
+
+
+class UniqueKey(models.Model):
+    """The key a unique job holds (job(unique=...)): the job holding it, and until when at most."""
+
+    key = models.CharField(max_length=64, primary_key=True, help_text="SHA-256 of the job's name and key parts.")
+    job_name = models.CharField(max_length=255)
+    task_id = models.CharField(max_length=255, help_text="The job holding the key.")
+    held_since = models.DateTimeField()
+    held_until = models.DateTimeField(help_text=(
+        "The latest it is held: the end of its period, or JOBS_UNIQUE_MAX_HOLD after the launch for a key "
+        "held until its job starts or finishes (the bound on a key whose job was lost)."))
+
+    class Meta:
+        verbose_name = "unique job key"
+
+    def __str__(self):
+        return f"{self.job_name} {self.key[:12]}… held by {self.task_id}"

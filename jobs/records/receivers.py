@@ -3,6 +3,7 @@ a retry is counted on it."""
 import logging
 
 from celery import current_app, states
+from django_celery_results.models import TaskResult
 
 from ..catalog import PROGRESS, RUNNING_ELSEWHERE_DELAY
 from . import services
@@ -40,3 +41,16 @@ def settled_job_delivered(sender, task, settled: str, **kwargs) -> None:
                    task.request.id, task.name, task.request.job_running_on or "another worker",
                    RUNNING_ELSEWHERE_DELAY)
     services.job_send_again(task=task, countdown=RUNNING_ELSEWHERE_DELAY)
+
+
+def unique_job_sending(sender, task, task_id: str, args, kwargs: dict, options: dict, **_) -> str | None:
+    """A unique job sent from code (`.delay()`, `apply_async`): its key claimed, recorded and published
+    once the caller's transaction commits, as a launch is; the id of the job that stands for it. None
+    for a send already recorded (a launch's own publish, a retry or a job sent again under its id):
+    Celery publishes it as it is."""
+    if task_id in services.recorded.get() or not services.job_recorded(task) or \
+            TaskResult.objects.filter(task_id=task_id).exists():
+        return None
+    standing, _ = services.job_enqueue(task=task, arguments=task.json_arguments(args, kwargs), options=options,
+                                       task_id=task_id)
+    return standing

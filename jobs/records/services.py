@@ -3,25 +3,26 @@ failed publish leaves true, a job sent again under its id, retries counted; and 
 on unfinished jobs, taken inside the transaction that records them."""
 import json
 import logging
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
+from datetime import timedelta
 from typing import Any
 
 from celery import Task, current_app, states
 from celery.utils.saferepr import saferepr
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
 
-from ..catalog import JobTask
+from ..catalog import PROGRESS, JobTask, new_task_id
 from ..exceptions import JobQueueUnavailable, LaunchLimitReached
 from ..results.backend import DatabaseBackend
 from . import selectors
-from .models import JobRecord
+from .models import JobRecord, UniqueKey
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,71 @@ def job_records_create(jobs: list[dict[str, Any]]) -> None:
         ]
     with connection.cursor() as cursor:
         cursor.execute(sql, [*parameters, states.PENDING, now, now])
+
+
+def job_enqueue(*, task: JobTask, arguments: dict[str, Any], options: dict[str, Any],
+                launched_by: AbstractBaseUser | None = None, origin: str = JobRecord.Origin.CODE,
+                retry_of: JobRecord | None = None, task_id: str | None = None) -> tuple[str, bool]:
+    """Record a job PENDING, its arguments validated already (JobTask.json_arguments), and publish it
+    once the transaction commits (outside one, before this returns). Returns the id of the job that
+    stands for this launch and whether it is a new one: a unique job whose key another holds launches
+    nothing, and the id is that one's. job_launch, without reading the row back for a page."""
+    task_id = task_id or new_task_id()
+    # A person's launch takes their lock for the JOBS_MAX_UNFINISHED count with the record, a unique job
+    # its key; otherwise the record is one statement, in the caller's transaction if there is one (not a
+    # BEGIN and COMMIT of its own).
+    with transaction.atomic() if launched_by is not None or task.unique else nullcontext():
+        if task.unique and (holder := unique_key_claim(task, task_id, arguments)):
+            return holder, False
+        unfinished_limit_check(launched_by, 1)
+        job_records_create([{
+            "task_id": task_id, "task_name": task.name, "args": [], "kwargs": arguments,
+            "queue": options.get("queue") or job_queue(task.name),
+            "periodic_task_name": (options.get("headers") or {}).get("periodic_task_name"),
+            "launched_by": launched_by, "origin": origin, "retry_of": retry_of,
+        }])
+        transaction.on_commit(lambda: job_publish(task, task_id, arguments, options))
+    return task_id, True
+
+
+# The states in which a job holds its key, by Unique.until.
+UNIQUE_HOLDING = {"started": [states.PENDING, states.RECEIVED, states.RETRY],
+                  "finished": [states.PENDING, states.RECEIVED, states.RETRY, states.STARTED, PROGRESS]}
+UNIQUE_CLAIM_SQL = """
+INSERT INTO {keys} AS held (key, job_name, task_id, held_since, held_until)
+VALUES (%(key)s, %(name)s, %(task_id)s, %(now)s, %(until)s)
+ON CONFLICT (key) DO UPDATE SET task_id = EXCLUDED.task_id, held_since = EXCLUDED.held_since,
+                                held_until = EXCLUDED.held_until
+WHERE held.held_until <= EXCLUDED.held_since
+   OR (%(by_state)s AND EXISTS (SELECT FROM {results} AS result
+                                WHERE result.task_id = held.task_id AND NOT result.status = ANY(%(holding)s)))
+RETURNING task_id
+"""
+
+
+def unique_key_claim(task: JobTask, task_id: str, arguments: dict[str, Any]) -> str | None:
+    """Claim for job `task_id` the key of this launch of unique `task` (Unique): None when it is this
+    job's now, else the id of the job holding it.
+
+    One statement, safe between web processes: of two launches at once, the second waits for the
+    first's transaction on the key's row, then sees the first as its holder. A key passes on only when
+    its holder is seen to have let it go (its result row in a state past `until`) or its time is up:
+    `until` for a period; JOBS_UNIQUE_MAX_HOLD after the launch otherwise, the bound on a key whose job
+    was lost before it reached the queue. A job lost later lets its key go when it settles: run again
+    after its worker died, or failed by stale_jobs_fail (the task time limit and 5 minutes)."""
+    unique = task.unique
+    now = timezone.now()
+    period = unique.until if isinstance(unique.until, timedelta) else None
+    parameters = {"key": unique.key(task.name, arguments), "name": task.name, "task_id": task_id, "now": now,
+                  "until": now + (period or settings.JOBS_UNIQUE_MAX_HOLD), "by_state": period is None,
+                  "holding": UNIQUE_HOLDING.get(unique.until, [])}
+    sql = UNIQUE_CLAIM_SQL.format(keys=UniqueKey._meta.db_table, results=TaskResult._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        if cursor.fetchone():
+            return None
+    # The holder, committed (a statement of its own sees what the claim waited for).
+    return UniqueKey.objects.filter(key=parameters["key"]).values_list("task_id", flat=True).get()
 
 
 def job_recorded(task: Task | None) -> bool:

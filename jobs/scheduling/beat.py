@@ -22,8 +22,9 @@ from django.db import connection
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import SCHEDULE_SYNC_MAX_INTERVAL, DatabaseScheduler
 
-from ..catalog import new_task_id
-from ..records.services import job_publish_failed, job_queue, job_recorded, jobs_recorded
+from ..catalog import JobTask, new_task_id
+from ..exceptions import InvalidArguments
+from ..records.services import job_publish_failed, job_queue, job_recorded, jobs_recorded, unique_key_claim
 from . import checks
 
 logger = logging.getLogger(__name__)
@@ -222,6 +223,7 @@ class SingleBeatScheduler(DatabaseScheduler):
                 heappush(self._heap, event_t(self._when(new_entry, next_time_to_run), event[1], new_entry))
             runs.append((entry, new_task_id()))
         task_of = current_app.tasks.get
+        runs = [(entry, task_id) for entry, task_id in runs if not self._held(task_of(entry.task), entry, task_id)]
         recorded = [
             {"task_id": task_id, "task_name": entry.task, "args": list(entry.args), "kwargs": entry.kwargs,
              "queue": entry.options.get("queue") or job_queue(entry.task),
@@ -237,6 +239,20 @@ class SingleBeatScheduler(DatabaseScheduler):
                 except Exception as exc:  # noqa: BLE001 - logged, recorded, and the others still go
                     logger.error("beat: could not send %r: %s", entry.name, exc)
                     job_publish_failed(task_id=task_id, error=exc)
+
+    @staticmethod
+    def _held(task, entry, task_id: str) -> bool:
+        """Whether this run is of a unique job whose key an identical job holds: then it is not sent."""
+        if not isinstance(task, JobTask) or task.unique is None or not job_recorded(task):
+            return False
+        try:
+            arguments = task.json_arguments(entry.args, entry.kwargs)
+        except InvalidArguments:
+            return False  # sent, for the worker to refuse where the schedule's page shows it
+        holder = unique_key_claim(task, task_id, arguments)
+        if holder:
+            logger.info("beat: %r not sent: %s is unique and job %s holds its key.", entry.name, entry.task, holder)
+        return bool(holder)
 
     def _claim(self, entries) -> dict:
         """Advance the entries and claim their runs in the database, in one statement; return the

@@ -1,13 +1,13 @@
 """What a user writes to add jobs: one decorated function each, with typed arguments."""
 import asyncio
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
 from django.tasks import TaskContext, task
 from pydantic import Field, HttpUrl
 
-from jobs.catalog import job
+from jobs.catalog import Unique, job
 from jobs.workflows import chain, chord, step, workflow
 
 
@@ -130,3 +130,25 @@ def refuse(message: str) -> None:
 def unhinted(label, count=1):  # as third-party apps write them (Wagtail's tasks have no type hints)
     """Repeat `label`."""
     return [label] * count
+
+
+@job("testapp.sync_account", unique=Unique(on=("account",)))
+def sync_account(account: int, full: bool = False) -> int:
+    """One sync per account queued or running at a time, however it is asked for."""
+    return account
+
+
+@job("testapp.refresh", unique=Unique(until="started"))
+def refresh(name: str) -> str:
+    """One refresh waiting per name; a new one may queue while one runs."""
+    return name
+
+
+def today_and_kind(kind: str) -> str:
+    return f"{date.today()}:{kind}"
+
+
+@job("testapp.daily_digest", unique=Unique(on=today_and_kind, until=timedelta(hours=1)))
+def daily_digest(kind: str) -> str:
+    """At most one digest of a kind an hour and a day, whatever became of the last."""
+    return kind

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management import get_commands, load_command_class
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.urls import resolve, reverse
 from prometheus_client.core import Metric
 
@@ -91,5 +91,4 @@ class Command(BaseCommand):
                 path.write_text(text)
                 self.stdout.write(f"Wrote {path.relative_to(settings.BASE_DIR)}")
         if stale:
-            self.stderr.write(f"Stale: {', '.join(stale)}: run python manage.py docs_reference")
-            raise SystemExit(1)
+            raise CommandError(f"Stale: {', '.join(stale)}: run python manage.py docs_reference")
