@@ -9,7 +9,7 @@ the planner's estimate beyond.
 from celery import states
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -18,7 +18,7 @@ from django.utils.safestring import mark_safe
 from django_celery_results.models import TaskResult
 
 from ..exceptions import JobLaunchError, JobNotCancellable
-from ..records.models import JobRecord
+from ..records.models import JobRecord, UniqueKey
 from ..records.selectors import job_outcome, job_progress
 from ..throttling import launch_wait, too_many
 from . import selectors, services
@@ -283,3 +283,32 @@ class TaskResultAdmin(admin.ModelAdmin):
 
 admin.site.unregister(TaskResult)
 admin.site.register(TaskResult, TaskResultAdmin)
+
+
+@admin.register(UniqueKey)
+class UniqueKeyAdmin(admin.ModelAdmin):
+    """The keys unique jobs hold (job(unique=...)), read-only: which job holds one, since and until when.
+    Deleting a key lets the next launch with it through at once (a key staff know to be stale)."""
+
+    list_display = ["job_name", "holder", "holder_status", "held_since", "held_until"]
+    list_filter = ["job_name"]
+    search_fields = ["task_id"]
+    ordering = ["-held_since"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="held by")
+    def holder(self, key):
+        return format_html('<a href="{}">{}</a>', reverse("jobs:detail", args=[key.task_id]), key.task_id)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(status=Subquery(
+            TaskResult.objects.filter(task_id=OuterRef("task_id")).values("status")[:1]))
+
+    @admin.display(description="its state")
+    def holder_status(self, key):
+        return key.status or "—"

@@ -115,7 +115,8 @@ def job_enqueue(*, task: JobTask, arguments: dict[str, Any], options: dict[str, 
     # its key; otherwise the record is one statement, in the caller's transaction if there is one (not a
     # BEGIN and COMMIT of its own).
     with transaction.atomic() if launched_by is not None or task.unique else nullcontext():
-        if task.unique and (holder := unique_key_claim(task, task_id, arguments)):
+        replacing = retry_of.result.task_id if retry_of is not None else None
+        if task.unique and (holder := unique_key_claim(task, task_id, arguments, replacing=replacing)):
             return holder, False
         unfinished_limit_check(launched_by, 1)
         job_records_create([{
@@ -136,14 +137,14 @@ INSERT INTO {keys} AS held (key, job_name, task_id, held_since, held_until)
 VALUES (%(key)s, %(name)s, %(task_id)s, %(now)s, %(until)s)
 ON CONFLICT (key) DO UPDATE SET task_id = EXCLUDED.task_id, held_since = EXCLUDED.held_since,
                                 held_until = EXCLUDED.held_until
-WHERE held.held_until <= EXCLUDED.held_since
+WHERE held.held_until <= EXCLUDED.held_since OR held.task_id = %(replacing)s
    OR (%(by_state)s AND EXISTS (SELECT FROM {results} AS result
                                 WHERE result.task_id = held.task_id AND NOT result.status = ANY(%(holding)s)))
 RETURNING task_id
 """
 
 
-def unique_key_claim(task: JobTask, task_id: str, arguments: dict[str, Any]) -> str | None:
+def unique_key_claim(task: JobTask, task_id: str, arguments: dict[str, Any], replacing: str | None = None) -> str | None:
     """Claim for job `task_id` the key of this launch of unique `task` (Unique): None when it is this
     job's now, else the id of the job holding it.
 
@@ -152,13 +153,14 @@ def unique_key_claim(task: JobTask, task_id: str, arguments: dict[str, Any]) -> 
     its holder is seen to have let it go (its result row in a state past `until`) or its time is up:
     `until` for a period; JOBS_UNIQUE_MAX_HOLD after the launch otherwise, the bound on a key whose job
     was lost before it reached the queue. A job lost later lets its key go when it settles: run again
-    after its worker died, or failed by stale_jobs_fail (the task time limit and 5 minutes)."""
+    after its worker died, or failed by stale_jobs_fail (the task time limit and 5 minutes). A retry of
+    the job holding the key (`replacing`, its id) takes the key over."""
     unique = task.unique
     now = timezone.now()
     period = unique.until if isinstance(unique.until, timedelta) else None
     parameters = {"key": unique.key(task.name, arguments), "name": task.name, "task_id": task_id, "now": now,
                   "until": now + (period or settings.JOBS_UNIQUE_MAX_HOLD), "by_state": period is None,
-                  "holding": UNIQUE_HOLDING.get(unique.until, [])}
+                  "holding": UNIQUE_HOLDING.get(unique.until, []), "replacing": replacing}
     sql = UNIQUE_CLAIM_SQL.format(keys=UniqueKey._meta.db_table, results=TaskResult._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(sql, parameters)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from jobs.catalog import Unique, find_job
-from jobs.launching.services import job_launch
+from jobs.launching.services import job_launch, job_retry
 from jobs.records.models import JobRecord, UniqueKey
 from jobs.scheduling.beat import SingleBeatScheduler
 from tests.testapp.tasks import daily_digest, sync_account
@@ -82,6 +82,15 @@ class LaunchTests(TestCase):
         UniqueKey.objects.update(held_until=timezone.now())
         self.assertTrue(launch("testapp.daily_digest", kind="sales").launched)
 
+    def test_a_retry_of_the_job_holding_the_key_takes_it_over(self):
+        failed = launch("testapp.daily_digest", kind="late")
+        settle(failed, states.FAILURE)
+        retried = job_retry(result=TaskResult.objects.get(task_id=failed.task_id),
+                            user=User.objects.create_user("ops", is_staff=True))
+        self.assertTrue(retried.launched)
+        self.assertNotEqual(retried.task_id, failed.task_id)
+        self.assertEqual(launch("testapp.daily_digest", kind="late").task_id, retried.task_id)
+
     def test_a_key_whose_job_never_reached_the_queue_is_held_no_longer_than_the_bound(self):
         with self.settings(JOBS_UNIQUE_MAX_HOLD=timedelta(hours=2)):
             lost = launch("testapp.sync_account", account=3)  # stays PENDING: its web process died
@@ -145,6 +154,16 @@ class ApiAndPageTests(TestCase):
         second = self.client.post("/jobs/new/", form, follow=True)
         self.assertRedirects(second, first["Location"])
         self.assertContains(second, "testapp.sync_account is a unique job, and an identical one holds its key")
+
+    def test_the_admin_lists_each_key_with_the_job_holding_it_and_its_state(self):
+        held = launch("testapp.sync_account", account=11)
+        launch("testapp.sync_account", account=12)
+        self.client.force_login(User.objects.create_superuser("root", "root@example.com", "a-long-password"))
+        with self.assertNumQueries(6):  # one for the rows and their holders' states, whatever their number
+            page = self.client.get("/admin/jobs/uniquekey/")
+        self.assertContains(page, f'href="/jobs/{held.task_id}/"')
+        self.assertContains(page, "testapp.sync_account")
+        self.assertContains(page, "<td class=\"field-holder_status\">PENDING</td>", html=True)
 
 
 class ConcurrentLaunchTests(TransactionTestCase):
