@@ -137,6 +137,52 @@ class DjangoTasksCelery(CeleryResults):
         return add.enqueue(number, number).id
 
 
+class CeleryRedis(CeleryResults):
+    """Celery as most people run it: a Redis broker, outcomes in django-celery-results' table."""
+
+    package = "celery"
+    queue = "bench_peers"
+
+    def workers(self) -> list[list[str]]:
+        return [self.celery_worker("benchmarks.celery_app")]
+
+    def prepare(self) -> None:
+        from benchmarks.celery_app import app
+        app.control.purge()  # what an interrupted run left in its Redis queue
+
+    def send(self, number: int) -> str:
+        from benchmarks.celery_tasks import add
+        return add.apply_async(kwargs={"x": number, "y": number}).id
+
+
+class DjangoRQ(Peer):
+    """django-rq: RQ's workers (two `rqworker` processes, each forking a work horse per job, RQ's
+    default), jobs and outcomes in Redis, where RQ keeps them."""
+
+    package = "django-rq"
+
+    def workers(self) -> list[list[str]]:
+        return [[sys.executable, "-m", "django", "rqworker", "default"]] * 2
+
+    def prepare(self) -> None:
+        import django_rq
+        django_rq.get_queue("default").empty()
+        django_rq.get_connection("default").flushdb()  # its own Redis database: registries of earlier runs
+
+    def send(self, number: int) -> str:
+        import django_rq
+        return django_rq.enqueue("benchmarks.rq_tasks.add", number, number).id
+
+    def finished(self) -> int:
+        import django_rq
+        return django_rq.get_queue("default").finished_job_registry.count
+
+    def done(self, job_id: str) -> bool:
+        import django_rq
+        from rq.job import Job
+        return Job.fetch(job_id, connection=django_rq.get_connection("default")).get_status() == "finished"
+
+
 class DjangoTasksDB(Peer):
     """django-tasks-db: Django's API, jobs as rows of a table that its `db_worker` polls (one task at a
     time per worker process, so two processes; every second when idle, its default)."""
@@ -161,7 +207,8 @@ class DjangoTasksDB(Peer):
 
 PEERS = {peer.name: peer for peer in [
     ProjectJob(PROJECT), ProjectTask("this project, django.tasks"),
-    DjangoTasksDB("django-tasks-db"), DjangoTasksCelery("django-tasks-celery"),
+    DjangoTasksDB("django-tasks-db"), DjangoTasksCelery("django-tasks-celery"), CeleryRedis("celery-redis"),
+    DjangoRQ("django-rq"),
 ]}
 
 

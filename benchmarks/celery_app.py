@@ -9,5 +9,3 @@ django.setup()
 
 app = Celery("benchmarks")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-
-import benchmarks.tasks  # noqa: E402, F401  (registers the django.tasks task with Celery)

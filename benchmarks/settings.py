@@ -29,6 +29,21 @@ elif PEER == "django-tasks-celery":
     CELERY_RESULT_BACKEND = "django-db"
     CELERY_RESULT_EXTENDED = True
     CELERY_TASK_DEFAULT_QUEUE = "bench_peers"  # its own queue: a running `make run` takes none of these
+    CELERY_IMPORTS = ["benchmarks.tasks"]  # registers the django.tasks task with Celery on the worker
+
+elif PEER == "celery-redis":
+    # Celery as most people run it: Redis as the broker, django-celery-results' django-db backend.
+    INSTALLED_APPS += ["django_celery_results"]
+    CELERY_BROKER_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+    CELERY_RESULT_BACKEND = "django-db"
+    CELERY_RESULT_EXTENDED = True
+    CELERY_TASK_DEFAULT_QUEUE = "bench_peers"
+    CELERY_IMPORTS = ["benchmarks.celery_tasks"]
+
+elif PEER == "django-rq":
+    # Its README: RQ_QUEUES naming a Redis; results stay in Redis, as RQ keeps them.
+    INSTALLED_APPS += ["django_rq"]
+    RQ_QUEUES = {"default": {"URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")}}
 
 else:
     raise ValueError(f"Unknown BENCH_PEER {PEER!r}")
