@@ -81,15 +81,18 @@ class CeleryResults(Peer):
         with current_app.connection_for_write() as broker:
             broker.default_channel.queue_delete(self.queue)
 
-    def celery_worker(self, app: str) -> list[str]:
-        return [sys.executable, "-m", "celery", "-A", app, "worker", "--queues", self.queue,
-                "--concurrency", "2", "--loglevel", "WARNING"]
+    app = "benchmarks.celery_app"  # the peers' Celery app; this project's is its own
+
+    def workers(self) -> list[list[str]]:
+        return [[sys.executable, "-m", "celery", "-A", self.app, "worker", "--queues", self.queue,
+                 "--concurrency", "2", "--loglevel", "WARNING"]]
 
 
 class ProjectJob(CeleryResults):
     """This project: the job declared with `@job`, launched with `.apply_async()`, as the seeds do."""
 
     settings = "site_config.settings"
+    app = "site_config"
     queue = "bench"  # its own queue, so a running `make run` takes none of these
 
     def environment(self, database_url: str) -> dict[str, str]:
@@ -97,9 +100,6 @@ class ProjectJob(CeleryResults):
 
     def migrate(self) -> list[str]:
         return [sys.executable, "manage.py", "migrate", "--verbosity", "0"]
-
-    def workers(self) -> list[list[str]]:
-        return [self.celery_worker("site_config")]
 
     def send(self, number: int) -> str:
         from jobs.catalog import find_job
@@ -125,9 +125,6 @@ class DjangoTasksCelery(CeleryResults):
     package = "django-tasks-celery"
     queue = "bench_peers"
 
-    def workers(self) -> list[list[str]]:
-        return [self.celery_worker("benchmarks.celery_app")]
-
     def prepare(self) -> None:
         import benchmarks.celery_app  # noqa: F401  (makes it Celery's current app)
         super().prepare()
@@ -142,9 +139,6 @@ class CeleryRedis(CeleryResults):
 
     package = "celery"
     queue = "bench_peers"
-
-    def workers(self) -> list[list[str]]:
-        return [self.celery_worker("benchmarks.celery_app")]
 
     def prepare(self) -> None:
         from benchmarks.celery_app import app

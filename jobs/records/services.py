@@ -115,8 +115,8 @@ def job_enqueue(*, task: JobTask, arguments: dict[str, Any], options: dict[str, 
     # its key; otherwise the record is one statement, in the caller's transaction if there is one (not a
     # BEGIN and COMMIT of its own).
     with transaction.atomic() if launched_by is not None or task.unique else nullcontext():
-        replacing = retry_of.result.task_id if retry_of is not None else None
-        if task.unique and (holder := unique_key_claim(task, task_id, arguments, replacing=replacing)):
+        if task.unique and (holder := unique_key_claim(
+                task, task_id, arguments, replacing=retry_of.result.task_id if retry_of is not None else None)):
             return holder, False
         unfinished_limit_check(launched_by, 1)
         job_records_create([{
