@@ -22,7 +22,8 @@ class JobsConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
         from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-        from .catalog import settled_job_delivered, unique_job_sending
+        from .catalog import controlled_job_sending, settled_job_delivered
+        from .limits import dispatcher
         from .queues import workers
         from .records import receivers as records
         from .scheduling import receivers as scheduling
@@ -38,7 +39,8 @@ class JobsConfig(AppConfig):
         before_task_publish.connect(records.job_published)
         task_retry.connect(records.job_retried)
         settled_job_delivered.connect(records.settled_job_delivered)
-        unique_job_sending.connect(records.unique_job_sending)  # a unique job sent from code claims its key
+        # A unique job sent from code claims its key; a limited job waits for its limit.
+        controlled_job_sending.connect(records.controlled_job_sending)
         # A step's outcome moves its workflow on.
         task_success.connect(workflows.job_succeeded)
         task_failure.connect(workflows.job_failed)
@@ -47,3 +49,6 @@ class JobsConfig(AppConfig):
         celeryd_after_setup.connect(workers.worker_setting_up)
         worker_ready.connect(workers.worker_ready)
         worker_shutdown.connect(workers.worker_shutdown)
+        # Each worker sends the jobs waiting on their limits as the limits let them.
+        worker_ready.connect(dispatcher.worker_ready)
+        worker_shutdown.connect(dispatcher.worker_shutdown)

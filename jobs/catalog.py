@@ -34,11 +34,12 @@ logger = logging.getLogger(__name__)
 # The catalog builds on nothing: the capabilities above it receive this (jobs/records/receivers.py: send
 # it again later; jobs/workflows/receivers.py: pass a step's success on).
 settled_job_delivered = Signal()
-# Sent by JobTask.apply_async for a unique job (job(unique=...)) that nothing has recorded yet: `.delay()`
-# from code. The records' receiver (jobs/records/receivers.py) claims its key, records it and has it
-# published, and answers with the id of the job that stands for this send: its own, or the one holding
-# the key. None: nothing done, publish it as usual.
-unique_job_sending = Signal()
+# Sent by JobTask.apply_async for a job with flow control (job(unique=..., limit=...)), with `task`, `task_id`,
+# `args`, `kwargs` and `options`. The records' receiver (jobs/records/receivers.py) claims a unique job's key
+# and records it, and has a limited job wait for its limit (jobs/limits) instead of publishing it; it answers
+# with the id of the job that stands for this send: its own, or the one holding the key. None: nothing
+# done, publish it as usual.
+controlled_job_sending = Signal()
 NUL = re.compile(r"(?<!\\)(\\\\)*\\u0000")  # a NUL character as JSON writes it (not an escaped backslash and u0000)
 
 
@@ -88,12 +89,70 @@ class Unique:
         return hashlib.sha256(f"{name}\n{parts}".encode()).hexdigest()
 
 
+RATE = re.compile(r"^(?P<count>[1-9][0-9]*)/(?P<unit>[smh])$")
+PERIODS = {"s": 1, "m": 60, "h": 3600}
+
+
+def rate_interval(rate: str) -> float:
+    """The seconds between two jobs at `rate` ("10/s", "100/m", "1000/h"); ValueError saying what to write."""
+    match = RATE.match(rate)
+    if not match:
+        raise ValueError(f"A rate is a count per second, minute or hour, such as '10/s', '100/m' or '1000/h'; "
+                         f"not {rate!r}.")
+    return PERIODS[match["unit"]] / int(match["count"])
+
+
+@dataclass(frozen=True)
+class Limit:
+    """How fast and how many at once a job runs, across every worker: `@job(..., limit=Limit(rate="10/s"))`.
+
+    `rate` is at most that many jobs started per second, minute or hour ("10/s", "100/m"); `concurrency`
+    at most that many running at once. `on` splits the limit by key: argument names (their values are
+    the key), or a function taking the arguments by name and returning the key's text, such as a URL's
+    host; with neither, one limit holds for the whole job. A job over its limit is not published: it
+    waits, in order within its key, in the database (jobs/limits), holding no worker process, and is
+    sent when its limit lets it. Operators change `rate` and `concurrency` at run time in the admin.
+    """
+
+    rate: str | None = None
+    concurrency: int | None = None
+    on: tuple[str, ...] | Callable[..., Any] = ()
+
+    def __post_init__(self):
+        if self.rate is None and self.concurrency is None:
+            raise ValueError("Limit() needs a rate ('10/s') or a concurrency (4), or both.")
+        if self.rate is not None:
+            rate_interval(self.rate)
+        if self.concurrency is not None and (not isinstance(self.concurrency, int) or self.concurrency < 1):
+            raise ValueError(f"Limit(concurrency=...) is a whole number of jobs, at least 1; not {self.concurrency!r}.")
+        if isinstance(self.on, str):
+            raise TypeError(f"Limit(on=...) takes a tuple of argument names: ({self.on!r},).")
+
+    def key(self, name: str, arguments: dict[str, Any]) -> str:
+        """The key of a job `name` with these (JSON) arguments, as text people read (a host, an owner's
+        id): '' for a limit on the whole job; longer than 200 characters, a SHA-256 of it."""
+        if callable(self.on):
+            key = str(self.on(**arguments))
+        else:
+            missing = [field for field in self.on if field not in arguments]
+            if missing:
+                raise TypeError(f"Job {name}: Limit(on=...) names {missing}, which are not its arguments.")
+            key = " ".join(f"{field}={json.dumps(arguments[field])}" for field in self.on)
+        return key if len(key) <= 200 else hashlib.sha256(key.encode()).hexdigest()
+
+    @property
+    def per(self) -> str:
+        """What the limit is split by, for people: 'host', 'url', '' (the whole job)."""
+        return getattr(self.on, "__name__", "key").removeprefix("by_") if callable(self.on) else ", ".join(self.on)
+
+
 class JobTask(DjangoTask):
     """Base class of launchable jobs: validates arguments against the type hints on every run."""
 
     do_not_call_in_templates = True  # a task is callable; templates read its attributes
     restricted = False  # see job()
     unique: Unique | None = None  # see job() and Unique
+    limit: Limit | None = None  # see job() and Limit
 
     @cached_property
     def arguments_model(self) -> type[BaseModel]:
@@ -183,12 +242,13 @@ class JobTask(DjangoTask):
 
     def apply_async(self, args=None, kwargs=None, task_id=None, *more, **options):
         """Celery's apply_async, the job's id time-ordered (new_task_id) unless one is given. A unique
-        job's send claims its key first (unique_job_sending): while another holds it, nothing is
-        sent and the result is that job's."""
+        job's send claims its key first, and a limited job waits for its limit (controlled_job_sending):
+        while another holds the key, nothing is sent and the result is that job's."""
         task_id = task_id or new_task_id()
-        if self.unique is not None and not more:
-            for _receiver, standing in unique_job_sending.send(type(self), task=self, task_id=task_id, args=args or (),
-                                                                kwargs=kwargs or {}, options=options):
+        if (self.unique is not None or self.limit is not None) and not more and not self.app.conf.task_always_eager:
+            for _receiver, standing in controlled_job_sending.send(type(self), task=self, task_id=task_id,
+                                                                    args=args or (), kwargs=kwargs or {},
+                                                                    options=options):
                 if standing is not None:
                     return self.AsyncResult(standing)
         return super().apply_async(args, kwargs, task_id, *more, **options)
@@ -211,7 +271,8 @@ class JobTask(DjangoTask):
         self.update_state(state=PROGRESS, meta={"current": current, "total": total, "message": message})
 
 
-def job(name: str, restricted: bool = False, unique: Unique | bool | None = None, **task_options):
+def job(name: str, restricted: bool = False, unique: Unique | bool | None = None, limit: Limit | None = None,
+        **task_options):
     """Declare a launchable job: a shared Celery task named `name` with validated arguments.
 
     `restricted` jobs are launched by the system (sign-up, uploads, beat) and by people with the
@@ -223,15 +284,21 @@ def job(name: str, restricted: bool = False, unique: Unique | bool | None = None
     `unique` (a Unique, or True for one job per set of arguments until it finishes) makes a launch
     while an identical job is queued or running answer with that job instead of adding another,
     from the API, the pages, code and beat.
+
+    `limit` (a Limit) bounds how fast and how many at once the job runs, across every worker, per key
+    of its arguments if it says so; a job over its limit waits in the database, not on a worker.
     """
     unique = Unique() if unique is True else unique or None
+    if limit is not None and limit.concurrency is not None and task_options.get("ignore_result"):
+        raise ValueError(f"Job {name}: a concurrency limit counts running jobs by their stored state, which "
+                         "ignore_result=True does not keep; limit its rate only, or store its results.")
     task_options["autoretry_for"] = (*task_options.get("autoretry_for", ()), *TRANSIENT_DATABASE_ERRORS)
     task_options.setdefault("retry_backoff", True)
     task_options.setdefault("retry_jitter", True)
     task_options.setdefault("max_retries", 5)
     task_options.setdefault("default_retry_delay", 5)  # after a pool process died mid-job
     task_options.setdefault("base", JobTask)
-    return shared_task(name=name, restricted=restricted, unique=unique, **task_options)
+    return shared_task(name=name, restricted=restricted, unique=unique, limit=limit, **task_options)
 
 
 def may_launch(user, task: JobTask) -> bool:

@@ -9,6 +9,7 @@ from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from django_celery_results.models import TaskResult
 
+from ..limits.selectors import limit_waiting_reason
 from ..queues.selectors import job_waiting_reason
 from ..records.models import JobRecord
 from ..records.selectors import STATES, is_uuid, job_outcome, job_progress, jobs_visible_to
@@ -74,6 +75,13 @@ def job_retry_refusal(result: TaskResult) -> str | None:
     return None
 
 
+def job_waiting(result: TaskResult, record) -> str | None:
+    """Why a job that has not started waits: its limit, its queue paused, or no worker for its queue."""
+    if getattr(result, "limit_waiting_since", None) is not None:
+        return limit_waiting_reason(result.task_name, result.limit_key, result.limit_waiting_since)
+    return job_waiting_reason(record.queue) if result.status == states.PENDING and record else None
+
+
 def job_details(result: TaskResult) -> dict[str, Any]:
     """Everything the API and the pages show about one job (a row of jobs_with_details())."""
     value, error = job_outcome(result)
@@ -97,7 +105,7 @@ def job_details(result: TaskResult) -> dict[str, Any]:
         "periodic_task": result.periodic_task_name,
         "attempt": max(record.attempts if record else 1, len(deliveries)),
         "deliveries": deliveries,
-        "waiting": job_waiting_reason(record.queue) if result.status == states.PENDING and record else None,
+        "waiting": job_waiting(result, record),
         "last_error": record.last_error if record else "",
         "retry_of": record.retry_of.result.task_id if record and record.retry_of else None,
         "retried_as": result.retried_as_ids or [],

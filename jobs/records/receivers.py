@@ -6,6 +6,7 @@ from celery import current_app, states
 from django_celery_results.models import TaskResult
 
 from ..catalog import PROGRESS, RUNNING_ELSEWHERE_DELAY
+from ..limits import services as limits
 from . import services
 
 logger = logging.getLogger(__name__)
@@ -15,7 +16,8 @@ def job_published(sender: str, headers: dict, body, routing_key: str, **kwargs) 
     """before_task_publish: every job beat and code send is recorded PENDING before it can run."""
     # Not a retry of a recorded job (same id, same row), nor one whose outcome is not stored (its
     # row would stay PENDING).
-    if headers.get("retries") or not services.job_recorded(current_app.tasks.get(sender)):
+    if headers.get("retries") or headers["id"] in limits.passing.get() or \
+            not services.job_recorded(current_app.tasks.get(sender)):
         return
     args, kwargs, _ = body
     services.job_record_published(
@@ -43,14 +45,23 @@ def settled_job_delivered(sender, task, settled: str, **kwargs) -> None:
     services.job_send_again(task=task, countdown=RUNNING_ELSEWHERE_DELAY)
 
 
-def unique_job_sending(sender, task, task_id: str, args, kwargs: dict, options: dict, **_) -> str | None:
-    """A unique job sent from code (`.delay()`, `apply_async`): its key claimed, recorded and published
-    once the caller's transaction commits, as a launch is; the id of the job that stands for it. None
-    for a send already recorded (a launch's own publish, a retry or a job sent again under its id):
-    Celery publishes it as it is."""
+def controlled_job_sending(sender, task, task_id: str, args, kwargs: dict, options: dict, **_) -> str | None:
+    """A job with flow control sent (`.delay()`, `apply_async`, beat, a workflow, a retry): the id of the
+    job that stands for it, or None to publish it as it is.
+
+    A unique job sent from code has its key claimed and is recorded, as a launch is (job_enqueue); one
+    recorded already (a launch's own publish, beat's, a workflow step's) is published. A limited job
+    waits for its limit instead of being published (jobs/limits), unless it is being sent from there
+    or again under its id (a redelivery's, job_send_again): the first time it is sent, and at each
+    retry, so that retries count."""
+    if task_id in limits.passing.get():
+        return None
     if task_id in services.recorded.get() or not services.job_recorded(task) or \
             TaskResult.objects.filter(task_id=task_id).exists():
-        return None
+        if task.limit is None:
+            return None
+        limits.job_wait(task=task, task_id=task_id, kwargs=task.json_arguments(args, kwargs), options=options)
+        return task_id
     standing, _ = services.job_enqueue(task=task, arguments=task.json_arguments(args, kwargs), options=options,
                                        task_id=task_id)
     return standing

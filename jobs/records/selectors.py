@@ -6,10 +6,11 @@ from typing import Any
 from celery import current_app, states
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import OuterRef, QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django_celery_results.models import TaskResult
 
 from ..catalog import PROGRESS
+from ..limits.models import WaitingJob
 from .models import JobRecord
 
 # Final and in-between states, as the pages and the API filter on them.
@@ -17,10 +18,13 @@ STATES = [states.PENDING, states.STARTED, PROGRESS, states.RETRY, states.SUCCESS
 
 
 def jobs_with_details() -> QuerySet[TaskResult]:
-    """Job rows with all job_details() reads, in one query: record, launcher, retry links."""
+    """Job rows with all job_details() reads, in one query: record, launcher, retry links, the limit it
+    waits on (limit_key, limit_waiting_since)."""
     retries = JobRecord.objects.filter(retry_of=OuterRef("pk")).order_by("result_id").values("result__task_id")
+    waiting = WaitingJob.objects.filter(task_id=OuterRef("task_id"), dispatched_at=None)
     return TaskResult.objects.select_related("record__launched_by", "record__retry_of__result", "record__step").annotate(
-        retried_as_ids=ArraySubquery(retries)
+        retried_as_ids=ArraySubquery(retries), limit_key=Subquery(waiting.values("key")),
+        limit_waiting_since=Subquery(waiting.values("waiting_since")),
     )
 
 

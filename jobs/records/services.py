@@ -20,6 +20,7 @@ from kombu.exceptions import OperationalError
 
 from ..catalog import PROGRESS, JobTask, new_task_id
 from ..exceptions import JobQueueUnavailable, LaunchLimitReached
+from ..limits.services import job_wait, passing
 from ..results.backend import DatabaseBackend
 from . import selectors
 from .models import JobRecord, UniqueKey
@@ -114,7 +115,7 @@ def job_enqueue(*, task: JobTask, arguments: dict[str, Any], options: dict[str, 
     # A person's launch takes their lock for the JOBS_MAX_UNFINISHED count with the record, a unique job
     # its key; otherwise the record is one statement, in the caller's transaction if there is one (not a
     # BEGIN and COMMIT of its own).
-    with transaction.atomic() if launched_by is not None or task.unique else nullcontext():
+    with transaction.atomic() if launched_by is not None or task.unique or task.limit else nullcontext():
         if task.unique and (holder := unique_key_claim(
                 task, task_id, arguments, replacing=retry_of.result.task_id if retry_of is not None else None)):
             return holder, False
@@ -125,7 +126,10 @@ def job_enqueue(*, task: JobTask, arguments: dict[str, Any], options: dict[str, 
             "periodic_task_name": (options.get("headers") or {}).get("periodic_task_name"),
             "launched_by": launched_by, "origin": origin, "retry_of": retry_of,
         }])
-        transaction.on_commit(lambda: job_publish(task, task_id, arguments, options))
+        if task.limit is not None:
+            job_wait(task=task, task_id=task_id, kwargs=arguments, options=options)
+        else:
+            transaction.on_commit(lambda: job_publish(task, task_id, arguments, options))
     return task_id, True
 
 
@@ -233,11 +237,13 @@ def job_record_published(*, task_id: str, task_name: str, args: list, kwargs: di
 def job_send_again(*, task: JobTask, countdown: int) -> None:
     """Send the job a worker holds (task.request) again under its id, as it came, `countdown` seconds
     from now; its record stays as it is."""
-    token = recorded.set(frozenset([task.request.id]))
+    ids = frozenset([task.request.id])
+    token, passing_token = recorded.set(ids), passing.set(ids)  # a limited job went through its limit already
     try:
         task.signature_from_request(countdown=countdown).apply_async()
     finally:
         recorded.reset(token)
+        passing.reset(passing_token)
 
 
 def job_record_retried(*, task_id: str, reason: str) -> None:

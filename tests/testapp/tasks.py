@@ -1,13 +1,15 @@
 """What a user writes to add jobs: one decorated function each, with typed arguments."""
 import asyncio
 import time
+import uuid
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from django.tasks import TaskContext, task
 from pydantic import Field, HttpUrl
 
-from jobs.catalog import Unique, job
+from jobs.catalog import Limit, Unique, job
 from jobs.workflows import chain, chord, step, workflow
 
 
@@ -152,3 +154,28 @@ def today_and_kind(kind: str) -> str:
 def daily_digest(kind: str) -> str:
     """At most one digest of a kind an hour and a day, whatever became of the last."""
     return kind
+
+
+def host(url: str) -> str:
+    return urlsplit(url).hostname or ""
+
+
+@job("testapp.fetch_politely", limit=Limit(rate="10/s", on=host))
+def fetch_politely(url: str) -> str:
+    """Record that `url` was fetched (examples' Probe rows, when): at most 10 a second per host."""
+    from examples.services import probe_record
+
+    probe_record(key=url)
+    return url
+
+
+@job("testapp.import_for", limit=Limit(concurrency=1, on=("owner",)))
+def import_for(owner: int, label: str, seconds: float = 0.0) -> str:
+    """One at a time per owner: record the run's start and end (a Probe row of two runs; one if it was cut short)."""
+    from examples.services import probe_record
+
+    run = f"{owner}:{label}:{uuid.uuid4().hex[:8]}"
+    probe_record(key=run)
+    time.sleep(seconds)
+    probe_record(key=run)
+    return run
