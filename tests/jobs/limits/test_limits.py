@@ -15,6 +15,7 @@ from django_celery_results.models import TaskResult
 from jobs.catalog import Limit, find_job, job
 from jobs.launching.selectors import job_details
 from jobs.launching.services import job_cancel, job_launch
+from jobs.limits import services
 from jobs.limits.models import JobLimit, LimitKey, WaitingJob
 from jobs.limits.services import key_dispatch, limits_dispatch
 from jobs.queues.broker import job_queues_declare
@@ -73,7 +74,7 @@ class WaitingTests(TransactionTestCase):
         self.assertEqual(sent, {launched[0].task_id, launched[1].task_id, other.task_id})
         self.assertEqual(TaskResult.objects.filter(status=states.PENDING).count(), 7)  # all recorded
         waiting = job_details(jobs_with_details().get(task_id=launched[2].task_id))["waiting"]
-        self.assertRegex(waiting, r"^Waiting on its limit, 10/s per host \(a.example\), for 0.minutes\.$")
+        self.assertRegex(waiting, r"^Waiting on its limit, 10/s per host \(a.example\), for \d s\.$")
 
         # As time passes, they go, oldest first; never faster than the rate.
         task = find_job("testapp.fetch_politely")
@@ -146,9 +147,9 @@ class WaitingTests(TransactionTestCase):
         refused = self.client.post(reverse("admin:jobs_joblimit_change", args=["testapp.fetch_politely"]),
                                    {"rate": "fast", "concurrency": ""})
         self.assertContains(refused, "such as &#x27;10/s&#x27;")
-        from jobs.limits import services
-
-        services._limits_read = (float("-inf"), {})  # this process reads the change at once, not within a second
+        # This process reads the change at once, not within a second; and forgets it after this test.
+        services._limits_read = (float("-inf"), {})
+        self.addCleanup(setattr, services, "_limits_read", (float("-inf"), {}))
         [self.fetch(f"https://d.example/{n}") for n in range(3)]
         self.assertEqual(queued(), 1)  # 1/m: one now, the next in a minute
 
