@@ -14,6 +14,7 @@ class JobsConfig(AppConfig):
             before_task_publish,
             celeryd_after_setup,
             task_failure,
+            task_postrun,
             task_retry,
             task_success,
             worker_ready,
@@ -52,3 +53,4 @@ class JobsConfig(AppConfig):
         # Each worker sends the jobs waiting on their limits as the limits let them.
         worker_ready.connect(dispatcher.worker_ready)
         worker_shutdown.connect(dispatcher.worker_shutdown)
+        task_postrun.connect(dispatcher.job_finished)

@@ -4,15 +4,18 @@ them from sending a key's jobs twice, so the limits hold however many workers th
 go on while any worker is up."""
 import logging
 import threading
+import time
 
+from celery import states
 from django.db import DatabaseError, close_old_connections
 
-from ..catalog import catalog
-from .services import limits_dispatch
+from ..catalog import JobTask, catalog
+from .services import job_ended, limit_in_force, limits_dispatch, settled_delete
 
 logger = logging.getLogger(__name__)
 BUSY_SECONDS = 0.05  # between passes while jobs wait on their limits
 IDLE_SECONDS = 0.5  # between passes while none does: a launch under its limit is sent at once, not by this
+SWEEP_SECONDS = 10  # between two sweeps of the slots of jobs that ended without word (their worker was lost)
 
 
 class Dispatcher(threading.Thread):
@@ -22,9 +25,13 @@ class Dispatcher(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self):
+        swept_at = -SWEEP_SECONDS
         while True:
             close_old_connections()  # a connection PostgreSQL dropped is replaced, not reused
             try:
+                if time.monotonic() - swept_at > SWEEP_SECONDS:
+                    settled_delete()
+                    swept_at = time.monotonic()
                 sent, waiting = limits_dispatch(self.tasks)
             except DatabaseError as exc:
                 logger.warning("Jobs waiting on their limits not dispatched: %s", exc)
@@ -55,3 +62,13 @@ def worker_ready(sender, **kwargs) -> None:
 def worker_shutdown(**kwargs) -> None:
     if _dispatcher is not None:
         _dispatcher.stop()
+
+
+def job_finished(sender: JobTask, task_id: str, kwargs: dict, state: str, **_) -> None:
+    """task_postrun (in the pool process): a job under a concurrency limit that ended frees its slot at once.
+    Not a delivery the job was not run for (IGNORED: it may still run elsewhere), which holds on to it."""
+    if state in states.READY_STATES and isinstance(sender, JobTask) and sender.limit is not None and limit_in_force(sender)[1]:
+        try:
+            job_ended(sender, task_id, kwargs or {})
+        except DatabaseError as exc:  # freed by a dispatcher's sweep instead
+            logger.warning("Job %s: its limit's slot not freed at once: %s", task_id, exc)

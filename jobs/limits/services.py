@@ -85,12 +85,27 @@ def key_dispatch_now(task: JobTask, key: str) -> None:
                        task.name, key, exc)
 
 
-# The jobs of a key that have settled (or were cancelled while waiting) hold nothing: their rows go.
+# The jobs (of a key) that have settled, or were cancelled while waiting, hold nothing: their rows go.
 SETTLED_DELETE_SQL = """
 DELETE FROM {waiting} AS waiting USING {results} AS result
-WHERE waiting.job_name = %s AND waiting.key = %s AND result.task_id = waiting.task_id
-  AND NOT result.status = ANY(%s)
+WHERE result.task_id = waiting.task_id AND NOT result.status = ANY(%s) {of_key}
 """
+
+
+def settled_delete(task: JobTask | None = None, key: str = "") -> None:
+    """Free the slots of the jobs that have ended: of `task`'s `key`, or all (after a worker was lost, the
+    next pass of any dispatcher)."""
+    sql = SETTLED_DELETE_SQL.format(waiting=WaitingJob._meta.db_table, results=TaskResult._meta.db_table,
+                                    of_key="AND waiting.job_name = %s AND waiting.key = %s" if task else "")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [UNFINISHED, *([task.name, key] if task else [])])
+
+
+def job_ended(task: JobTask, task_id: str, kwargs: dict[str, Any]) -> None:
+    """A job under a concurrency limit ended (or will be retried): its slot is free, and the next of its
+    key goes now rather than at a dispatcher's next pass."""
+    if WaitingJob.objects.filter(task_id=task_id, dispatched_at__isnull=False).delete()[0]:
+        key_dispatch(task, task.limit.key(task.name, kwargs))
 
 
 def key_dispatch(task: JobTask, key: str) -> int:
@@ -105,10 +120,7 @@ def key_dispatch(task: JobTask, key: str) -> int:
         rate, concurrency = limit_in_force(task)
         room = BATCH
         if concurrency:
-            with connection.cursor() as cursor:
-                cursor.execute(SETTLED_DELETE_SQL.format(waiting=WaitingJob._meta.db_table,
-                                                         results=TaskResult._meta.db_table),
-                               [task.name, key, UNFINISHED])
+            settled_delete(task, key)
             running = WaitingJob.objects.filter(job_name=task.name, key=key, dispatched_at__isnull=False).count()
             room = min(room, concurrency - running)
         if rate:
