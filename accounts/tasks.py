@@ -1,7 +1,9 @@
 """The accounts' job. Its name is stable: django-celery-beat and old results store it as text."""
 from smtplib import SMTPRecipientsRefused
 
-from jobs.catalog import job
+from django.conf import settings
+
+from jobs.catalog import Limit, job
 
 from . import emails
 
@@ -20,6 +22,8 @@ from . import emails
     # Nothing to keep when it works; a failure is kept (best practice 6).
     ignore_result=True,
     store_errors_even_if_ignored=True,
+    # A sign-up storm is sent at the SMTP provider's pace, across every worker; the rest wait their turn.
+    limit=Limit(rate=settings.ACTIVATION_EMAIL_RATE),
 )
 def send_activation_email(user_id: int) -> None:
     """Send a new account its activation link, once."""

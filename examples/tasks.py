@@ -2,11 +2,13 @@
 and stable (django-celery-beat stores them as text). Queues: CELERY_TASK_ROUTES."""
 import time
 from typing import Annotated
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.tasks import task
 from pydantic import Field, HttpUrl
 
-from jobs.catalog import job
+from jobs.catalog import Limit, job
 from jobs.workflows import chord, step, workflow
 
 from . import fetch, services
@@ -15,6 +17,12 @@ from . import fetch, services
 @job("jobs.add")
 def add(x: int, y: int) -> int:
     """Add two integers (the seeds' first task)."""
+    return x + y
+
+
+@job("jobs.add_paced", limit=Limit(rate="50/s"))
+def add_paced(x: int, y: int) -> int:
+    """Add two integers, at most 50 a second across every worker (bench_limits measures the limit)."""
     return x + y
 
 
@@ -53,6 +61,11 @@ def probe(key: str, seconds: Annotated[float, Field(ge=0, le=60)] = 0) -> str:
     return key
 
 
+def host(url: str) -> str:
+    """The host of a URL: the key of the fetch job's limit."""
+    return urlsplit(url).hostname or ""
+
+
 @job(
     "jobs.fetch_url",
     restricted=True,  # a URL of anyone's choosing, fetched from inside the network
@@ -61,6 +74,8 @@ def probe(key: str, seconds: Annotated[float, Field(ge=0, le=60)] = 0) -> str:
     retry_backoff_max=300,
     retry_jitter=True,
     max_retries=4,
+    # Polite to each host, across every worker: retries count against it too.
+    limit=Limit(rate=settings.FETCH_RATE_PER_HOST, concurrency=settings.FETCH_CONCURRENCY_PER_HOST, on=host),
 )
 def fetch_url(url: HttpUrl) -> dict[str, object]:
     """Fetch a page and summarize it (status, size, title); timeouts and 5xx are retried, 4xx not."""

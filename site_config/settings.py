@@ -175,6 +175,9 @@ MEDIA_URL = "media/"
 # Email: console by default; SMTP with EMAIL_URL=smtp+tls://user:password@host:587. Sets
 # EMAIL_BACKEND, EMAIL_HOST... (django-environ's documented way).
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+# Activation emails are sent at most this fast, across every worker (a sign-up storm stays within the SMTP
+# provider's rate); the rest wait their turn in the database.
+ACTIVATION_EMAIL_RATE = env.str("ACTIVATION_EMAIL_RATE", default="10/s")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="jobs@localhost")
 # Where links in emails point.
 SITE_URL = env.str("SITE_URL", default=f"http://localhost:{env.int('WEB_PORT', default=8000)}")  # make run sets WEB_PORT
@@ -188,6 +191,9 @@ JOBS_MAX_UNFINISHED = env.int("JOBS_MAX_UNFINISHED", default=10_000)
 # The longest a unique job's key is held until its job starts or finishes (job(unique=...)): the bound
 # on a key whose job was lost before it reached the queue (a web process killed between its commit and
 # its publish). A job still queued after this long no longer keeps an identical one out.
+# Whether this process's workers send the jobs waiting on their limits (jobs/limits/dispatcher.py). Any one
+# worker dispatching is enough; turn it off for a worker that should only run jobs.
+JOBS_LIMITS_DISPATCH = env.bool("JOBS_LIMITS_DISPATCH", default=True)
 JOBS_UNIQUE_MAX_HOLD = timedelta(hours=env.int("JOBS_UNIQUE_MAX_HOLD_HOURS", default=24))
 
 # The fetch job (examples/fetch.py) fetches public addresses only; networks listed here too
@@ -196,12 +202,19 @@ FETCH_ALLOWED_NETWORKS = env.list("FETCH_ALLOWED_NETWORKS", default=[])
 # Alert rules' webhooks are POSTed by the worker from inside the network: to public addresses only,
 # unless this lists the network of an internal receiver (e.g. 10.0.5.0/24 for Alertmanager's).
 ALERT_WEBHOOK_ALLOWED_NETWORKS = env.list("ALERT_WEBHOOK_ALLOWED_NETWORKS", default=[])
+# The fetch job (jobs.fetch_url) is polite to each host, across every worker: at most this many fetches
+# of one host a second, and this many at once.
+FETCH_RATE_PER_HOST = env.str("FETCH_RATE_PER_HOST", default="2/s")
+FETCH_CONCURRENCY_PER_HOST = env.int("FETCH_CONCURRENCY_PER_HOST", default=4)
 
 # CSV imports: refused before anything is stored or enqueued when larger.
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=200_000)
 # Rows a chunk job imports: chunks run side by side on `long`; a worker holds one chunk, not the file.
 IMPORT_CHUNK_ROWS = env.int("IMPORT_CHUNK_ROWS", default=25_000)
+# At most this many chunks of one person's imports run at once (a limit across every worker): one huge
+# file cannot take every `long` worker from the others' imports and reports.
+IMPORT_CHUNKS_PER_OWNER = env.int("IMPORT_CHUNKS_PER_OWNER", default=2)
 # Larger uploads are stopped while they stream in, never spooled to disk in full (contacts/uploads.py).
 FILE_UPLOAD_HANDLERS = [
     "contacts.uploads.SizeLimitedUploadHandler",

@@ -7,6 +7,7 @@ import threading
 import time
 
 from celery import states
+from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
 from ..catalog import JobTask, catalog
@@ -51,10 +52,10 @@ _dispatcher: Dispatcher | None = None
 
 
 def worker_ready(sender, **kwargs) -> None:
-    """worker_ready: start this worker's dispatcher, when the catalog has limited jobs."""
+    """worker_ready: start this worker's dispatcher, when the catalog has limited jobs (and JOBS_LIMITS_DISPATCH)."""
     global _dispatcher
     tasks = {name: task for name, task in catalog().items() if task.limit is not None}
-    if tasks:
+    if tasks and getattr(settings, "JOBS_LIMITS_DISPATCH", True):
         _dispatcher = Dispatcher(tasks)
         _dispatcher.start()
 

@@ -5,7 +5,8 @@ from celery import current_app
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from ..catalog import JobTask
+from ..catalog import JobTask, catalog
+from .models import WaitingJob
 from .services import limit_in_force
 
 
@@ -24,3 +25,15 @@ def limit_waiting_reason(task_name: str, key: str, since: datetime) -> str:
     waited = timezone.now() - since
     waited = f"{waited.seconds} s" if waited < timedelta(minutes=1) else timesince(since, depth=1)
     return f"Waiting on its limit, {what}{f' ({key})' if key else ''}, for {waited}."
+
+
+def waiting_on_limits(cap: int = 10_000) -> dict[str, tuple[int, datetime | None]]:
+    """By limited job of the catalog: how many wait on its limit (up to `cap`) and since when the oldest."""
+    found = {}
+    for name, task in catalog().items():
+        if task.limit is None:
+            continue
+        waiting = WaitingJob.objects.filter(job_name=name, dispatched_at=None)
+        oldest = waiting.order_by("waiting_since").values_list("waiting_since", flat=True).first()
+        found[name] = (waiting[:cap].count() if oldest else 0, oldest)
+    return found

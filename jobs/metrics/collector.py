@@ -13,11 +13,13 @@ import time
 
 import redis
 from django.conf import settings
+from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from ..catalog import catalog
+from ..limits.selectors import waiting_on_limits
 from ..queues.broker import BrokerUnavailable, queues_counted, queues_stats
 from ..queues.selectors import job_queue_names, paused_queues, workers_overview
 from ..records.selectors import COUNT_CAP, unfinished_counts
@@ -97,6 +99,7 @@ class JobsCollector(Collector):
         for state, count in unfinished_counts().items():
             unfinished.add_metric([state], count)
         yield unfinished
+        yield from self.limits()
 
         finished = CounterMetricFamily(
             "jobs_finished", "Jobs finished, by task, queue and final state (counted every minute, 10 to 70 "
@@ -128,6 +131,20 @@ class JobsCollector(Collector):
         yield finished
         yield wait
         yield run
+
+    def limits(self):
+        """Jobs waiting on their limits and the longest wait, by limited job of the catalog (each at 0 when none
+        waits), counted up to COUNT_CAP each."""
+        waiting = GaugeMetricFamily("jobs_waiting_on_limit", f"Jobs waiting on their limit (rate or concurrency), "
+                                    f"by task (counted up to {COUNT_CAP}).", labels=["task"])
+        oldest = GaugeMetricFamily("jobs_waiting_on_limit_oldest_seconds", "How long the job waiting longest on its "
+                                   "limit has waited, by task (0 when none waits).", labels=["task"])
+        now = timezone.now()
+        for name, (count, since) in waiting_on_limits().items():
+            waiting.add_metric([name], count)
+            oldest.add_metric([name], (now - since).total_seconds() if since else 0)
+        yield waiting
+        yield oldest
 
     def workers(self):
         workers = GaugeMetricFamily("jobs_workers", "Workers by state (lost: silent for three heartbeats).",

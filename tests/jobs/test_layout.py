@@ -114,7 +114,10 @@ class EngineLayoutTests(SimpleTestCase):
         _, places = self.graphs()
         self.assertEqual(places["exceptions"], set())
         self.assertLessEqual(places["catalog"], {"exceptions"})
-        self.assertLessEqual(places["records"], {"catalog", "exceptions", "results"})
+        # Sending a job goes through its limit (a limited job waits instead of being published): limits is
+        # beneath the records, on the catalog alone.
+        self.assertLessEqual(places["limits"], {"catalog", "exceptions", "results"})
+        self.assertLessEqual(places["records"], {"catalog", "exceptions", "limits", "results"})
         # and the capabilities build on them
         self.assertIn("records", places["workflows"])
 
