@@ -59,8 +59,9 @@ class JobOut(Schema):
     attempt: int = Field(description="How many times it was run: Celery's retries and redeliveries (a worker lost "
                                      "mid-run) count.")
     deliveries: list[DeliveryOut] = Field(description="Each time a worker started it, oldest first.")
-    waiting: str | None = Field(description="For a queued job: why no worker may take it (its queue paused, or no worker "
-                                            "consuming it); null when one will in its turn.")
+    waiting: str | None = Field(description="For a job not started: why no worker may take it (waiting on its limit, "
+                                            "with how long; its queue paused; no worker consuming it); null when one "
+                                            "will in its turn.")
     last_error: str
     retry_of: str | None
     retried_as: list[str]

@@ -69,9 +69,10 @@ def job_wait(*, task: JobTask, task_id: str, kwargs: dict[str, Any], options: di
     elif isinstance(kept.get("expires"), datetime):
         kept["expires"] = kept["expires"].isoformat()
     key = task.limit.key(task.name, kwargs)
-    WaitingJob.objects.update_or_create(task_id=task_id, defaults={
-        "job_name": task.name, "key": key, "kwargs": kwargs, "options": json.loads(json.dumps(kept, default=str)),
-        "waiting_since": now, "not_before": not_before, "dispatched_at": None})
+    waiting = WaitingJob(task_id=task_id, job_name=task.name, key=key, kwargs=kwargs, waiting_since=now,
+                         options=json.loads(json.dumps(kept, default=str)), not_before=not_before)
+    WaitingJob.objects.bulk_create([waiting], update_conflicts=True, unique_fields=["task_id"], update_fields=[
+        "kwargs", "options", "waiting_since", "not_before", "dispatched_at"])
     transaction.on_commit(lambda: key_dispatch_now(task, key))
 
 
@@ -113,20 +114,22 @@ def key_dispatch(task: JobTask, key: str) -> int:
     another process is sending this key's jobs."""
     now = timezone.now()
     with transaction.atomic():
-        LimitKey.objects.bulk_create([LimitKey(job_name=task.name, key=key, due=now)], ignore_conflicts=True)
-        pace = LimitKey.objects.select_for_update(skip_locked=True).filter(job_name=task.name, key=key).first()
-        if pace is None:
-            return 0
+        locked = LimitKey.objects.select_for_update(skip_locked=True).filter(job_name=task.name, key=key)
+        pace = locked.first()
+        if pace is None:  # another process holds it, or this is the key's first job: its row is made, then locked
+            LimitKey.objects.bulk_create([LimitKey(job_name=task.name, key=key, due=now)], ignore_conflicts=True)
+            if (pace := locked.first()) is None:
+                return 0
         rate, concurrency = limit_in_force(task)
         room = BATCH
-        if concurrency:
-            settled_delete(task, key)
-            running = WaitingJob.objects.filter(job_name=task.name, key=key, dispatched_at__isnull=False).count()
-            room = min(room, concurrency - running)
-        if rate:
+        if rate:  # first: it needs no query
             interval = timedelta(seconds=rate_interval(rate))
             ahead = max(pace.due - now, timedelta(0))
             room = min(room, math.floor((max(BURST, interval) - ahead) / interval))
+        if concurrency and room > 0:
+            settled_delete(task, key)
+            running = WaitingJob.objects.filter(job_name=task.name, key=key, dispatched_at__isnull=False).count()
+            room = min(room, concurrency - running)
         if room <= 0:
             return 0
         jobs = list(WaitingJob.objects.filter(job_name=task.name, key=key, dispatched_at=None, not_before__lte=now)

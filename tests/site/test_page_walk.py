@@ -12,8 +12,10 @@ from django.urls import NoReverseMatch, reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
+from jobs.launching.services import job_launch
 from jobs.models import AlertRule, JobRecord, Worker
 from jobs.queues.broker import job_queues_declare
+from jobs.queues.services import queue_purge
 from jobs.workflows import chain, step
 from jobs.workflows.services import workflow_launch
 from tests.jobs.test_browser import BrowserTestCase
@@ -23,7 +25,8 @@ WIDTHS = (390, 1280)
 # the walk saves the documentation's screenshots of these pages at 1280 px (.ci/run does, before building the docs).
 SCREENSHOTS = {"operations-overview": "admin:jobs_queue_changelist", "queue": "admin:jobs_queue_detail",
                "workers": "admin:jobs_worker_changelist", "dead-letters": "admin:jobs_queue_dead_letters",
-               "charts": "admin:jobs_queue_charts", "job": "jobs:detail", "workflow": "jobs:workflow"}
+               "charts": "admin:jobs_queue_charts", "job": "jobs:detail", "workflow": "jobs:workflow",
+               "waiting-on-limits": "admin:jobs_waitingjob_changelist", "limits": "admin:jobs_joblimit_changelist"}
 
 # What the page shows wider than the screen: the document itself, or (at 1280 px, where there is
 # room) a table cut off by its scrolling box.
@@ -66,6 +69,11 @@ class PageWalkTests(BrowserTestCase):
         Worker.objects.create(hostname="default@a-rather-long-host-name.example.com", queues=["default"],
                               consuming=["default"], concurrency=2, started_at=done.date_done, last_heartbeat=done.date_done)
         self.done, self.queued = done, queued
+        # Imports of one owner, one at a time: the first sent (and taken off the queue after the test, before a
+        # later test's worker could run it), the others waiting on the limit.
+        for label in ("first", "second", "third"):
+            job_launch(name="testapp.import_for", kwargs={"owner": 7, "label": label})
+        self.addCleanup(queue_purge, name="default", user=None)
         job_queues_declare()  # as each worker does when it starts: the queues have figures
 
     def addresses(self) -> list[str]:

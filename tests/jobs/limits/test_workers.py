@@ -4,7 +4,7 @@ mid-run. Nothing over its limit, no job lost or run twice, no slot held past its
 import os
 import subprocess
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 
 from celery import states
@@ -13,9 +13,9 @@ from django.test import TransactionTestCase, tag
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from examples.models import Probe
 from jobs.launching.services import job_launch
 from jobs.limits.models import WaitingJob
+from jobs.records.models import JobRecord
 from jobs.testing.processes import Worker, wait_for
 
 # Heartbeats every second: a killed worker's run lease (3 heartbeats) runs out in 3 s, not 30.
@@ -47,13 +47,15 @@ class LimitsOnWorkersTests(TransactionTestCase):
                 for n in range(count)]
 
     def assertRateHeld(self, host: str, count: int, once: bool = True):
-        """Each job ran (once), and never more than 10 a second started (the burst of 2 and the gap between a
-        dispatch and a start on a busy worker allow 2 more)."""
-        probes = Probe.objects.filter(key__startswith=f"https://{host}/")
-        self.assertEqual(probes.count(), count)
+        """Each job ran (once: no earlier delivery), and never more than 10 a second started (the burst of 2 and
+        the gap between a dispatch and a start on a busy worker allow 2 more)."""
+        records = JobRecord.objects.filter(result__task_kwargs__contains=f"https://{host}/")
+        self.assertEqual(records.filter(result__status=states.SUCCESS).count(), count)
         if once:
-            self.assertEqual(set(probes.values_list("runs", flat=True)), {1})
-        starts = list(probes.values_list("first_at", flat=True))
+            self.assertEqual([record.deliveries for record in records if record.deliveries], [])
+        starts = [started for record in records.select_related("result") for started in
+                  [record.result.date_started, *(datetime.fromisoformat(delivery["started_at"])
+                                                 for delivery in record.deliveries)]]
         self.assertLessEqual(most_in_a_second(starts), 14)
         self.assertGreaterEqual(max(starts) - min(starts), timedelta(seconds=(count - 2) / 10 - 0.5))
         return most_in_a_second(starts)
@@ -64,8 +66,8 @@ class LimitsOnWorkersTests(TransactionTestCase):
         busiest = self.assertRateHeld("a.example", 40)
         self.assertRateHeld("b.example", 10)
         # The other host did not wait behind the first: its jobs were done long before a.example's.
-        b_last = Probe.objects.filter(key__startswith="https://b.example/").latest("first_at").first_at
-        a_last = Probe.objects.filter(key__startswith="https://a.example/").latest("first_at").first_at
+        b_last, a_last = (max(TaskResult.objects.filter(task_id__in=ids).values_list("date_started", flat=True))
+                          for ids in (task_ids[40:], task_ids[:40]))
         self.assertLess(b_last, a_last - timedelta(seconds=2))
         self.assertFalse(WaitingJob.objects.exists())
         print(f"\nlimits: 40 jobs at 10/s on one host across 2 workers: at most {busiest} started in a second")
@@ -85,21 +87,25 @@ class LimitsOnWorkersTests(TransactionTestCase):
         self.workers.append(Worker(concurrency=2, environment=FAST).start())
         self.addCleanup(self.workers[-1].stop)
         wait_for(lambda: self.done(ones + twos) == 6, timeout=90, message=f"every job; logs:\n{self.logs()}")
-        runs = {key: (first_at, last_at if count == 2 else killed_at) for key, first_at, last_at, count in
-                Probe.objects.filter(key__startswith="1:").values_list("key", "first_at", "last_at", "runs")}
+        # Each run of owner 1's jobs: (start, end, job); the delivery cut short by the kill ended with it.
+        runs = []
+        for record in JobRecord.objects.filter(result__task_id__in=ones).select_related("result"):
+            runs.append((record.result.date_started, record.result.date_done, record.result.task_id))
+            runs += [(datetime.fromisoformat(delivery["started_at"]), killed_at, record.result.task_id)
+                     for delivery in record.deliveries]
         self.assertEqual(len(runs), 5)  # four jobs, one of them started twice: cut short, then run again
-        intervals = sorted(runs.values())
-        for (_, ended), (started, _) in pairwise(intervals):
+        intervals = sorted(runs)
+        for (_, ended, _), (started, _, _) in pairwise(intervals):
             self.assertLessEqual(ended, started, f"owner 1 had two running at once: {intervals}")
         # The killed job kept its slot: the next of owner 1 to start was that job again (its redelivery, once
         # the run lease of 3 heartbeats ran out), not the next in line; and within its bound: the lease and the
         # 5 s before a job delivered while it may still run elsewhere is tried again.
-        rerun_started, rerun = min((started, key) for key, (started, _) in runs.items() if started > killed_at)
-        self.assertTrue(rerun.startswith("1:0:"), f"{rerun} ran while the killed job held the slot: {runs}")
+        rerun_started, _, rerun = min(run for run in runs if run[0] > killed_at)
+        self.assertEqual(rerun, ones[0], f"another job ran while the killed job held the slot: {intervals}")
         self.assertLess(rerun_started - killed_at, timedelta(seconds=15))
         # Owner 2 was not held up by owner 1's slot: its jobs ran beside them.
         twos_done = max(TaskResult.objects.filter(task_id__in=twos).values_list("date_done", flat=True))
-        self.assertLess(twos_done, max(ended for _, ended in intervals))
+        self.assertLess(twos_done, max(ended for _, ended, _ in intervals))
         self.assertFalse(WaitingJob.objects.exists())  # no slot left held
         print(f"\nlimits: the worker holding owner 1's slot SIGKILLed; the job ran again "
               f"{(rerun_started - killed_at).total_seconds():.1f} s later, none side by side")
