@@ -124,8 +124,11 @@ def key_dispatch(task: JobTask, key: str) -> int:
         room = BATCH
         if rate:  # first: it needs no query
             interval = timedelta(seconds=rate_interval(rate))
+            window = max(BURST, interval)
             ahead = max(pace.due - now, timedelta(0))
-            room = min(room, math.floor((max(BURST, interval) - ahead) / interval))
+            if ahead > window:  # never at a steady rate: a slower one set it, and an operator raised it since
+                ahead = window - interval  # the new rate holds from now
+            room = min(room, math.floor((window - ahead) / interval))
         if concurrency and room > 0:
             settled_delete(task, key)
             running = WaitingJob.objects.filter(job_name=task.name, key=key, dispatched_at__isnull=False).count()
@@ -148,7 +151,7 @@ def key_dispatch(task: JobTask, key: str) -> int:
         finally:
             passing.reset(token)
         if rate:
-            pace.due = max(pace.due, now) + len(sent) * interval
+            pace.due = now + ahead + len(sent) * interval
             pace.save(update_fields=["due"])
         if concurrency:
             WaitingJob.objects.filter(task_id__in=[job.task_id for job in sent]).update(dispatched_at=now)

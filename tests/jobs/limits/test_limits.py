@@ -152,6 +152,16 @@ class WaitingTests(TransactionTestCase):
         self.addCleanup(setattr, services, "_limits_read", (float("-inf"), {}))
         [self.fetch(f"https://d.example/{n}") for n in range(3)]
         self.assertEqual(queued(), 1)  # 1/m: one now, the next in a minute
+        # Raised again (blank: as declared, 10/s): they go at that rate from now, not a minute after the last,
+        # as 1/m paced it: one at once, the next 100 ms later.
+        JobLimit.objects.filter(job_name="testapp.fetch_politely").update(rate="")
+        services._limits_read = (float("-inf"), {})
+        task = find_job("testapp.fetch_politely")
+        self.assertEqual(key_dispatch(task, "d.example"), 1)
+        deadline = timezone.now() + timedelta(seconds=0.5)
+        while WaitingJob.objects.exists() and timezone.now() < deadline:
+            key_dispatch(task, "d.example")
+        self.assertEqual(queued(), 3)
 
     def test_a_waiting_job_is_in_the_admin_with_its_limit_and_how_long_it_has_waited(self):
         [self.fetch(f"https://e.example/{n}") for n in range(4)]
