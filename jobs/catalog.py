@@ -301,6 +301,17 @@ def job(name: str, restricted: bool = False, unique: Unique | bool | None = None
     return shared_task(name=name, restricted=restricted, unique=unique, limit=limit, **task_options)
 
 
+def flow_control(*, unique: Unique | bool | None = None, limit: Limit | None = None):
+    """Flow control for a function declared with Django's @task, which takes no such options: put it under
+    @task, and the engine's backend (jobs/django_tasks) makes its job unique or limited as job() does."""
+
+    def mark(func):
+        func.jobs_flow_control = {"unique": unique, "limit": limit}
+        return func
+
+    return mark
+
+
 def may_launch(user, task: JobTask) -> bool:
     """Whether `user` may launch `task` from the web: restricted jobs need the permission."""
     return not task.restricted or user.has_perm("jobs.launch_restricted_job")

@@ -107,7 +107,9 @@ def catalog_job(task: Task) -> DjangoTaskJob:
     # An argument without a type hint (common in third-party apps: Wagtail's tasks have none) takes
     # any JSON value, as Django's contract for task arguments says; a hinted one is checked as @job's are.
     run.__annotations__ = {parameter.name: hints.get(parameter.name, JsonValue) for parameter in parameters}
-    return job(task.module_path, base=DjangoTaskJob, django_task=task, queue=task.queue_name)(run)
+    # Unique or limited when the function says so (jobs.catalog.flow_control, under @task).
+    return job(task.module_path, base=DjangoTaskJob, django_task=task, queue=task.queue_name,
+               **getattr(func, "jobs_flow_control", {}))(run)
 
 
 class JobsTask(Task):
@@ -141,7 +143,9 @@ class JobsBackend(BaseTaskBackend):
                    "headers": {ENQUEUED_AT: enqueued_at.isoformat()}}
         if task.run_after is not None:
             options["eta"] = task.run_after
-        task_id, _ = job_enqueue(task=job_task, arguments=arguments, options=options)  # never unique: no key to hold
+        task_id, launched = job_enqueue(task=job_task, arguments=arguments, options=options)
+        if not launched:  # unique (flow_control), and an identical job holds the key: that job's result
+            return self.get_result(task_id)
         task_result = TaskResult(
             task=task, id=task_id,
             status=TaskResultStatus.READY, enqueued_at=enqueued_at, started_at=None, last_attempted_at=None,

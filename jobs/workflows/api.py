@@ -55,11 +55,13 @@ step {"job": "<name>", "kwargs": {...}, "input": "<parameter given the previous 
 workflow: {"workflow": "<name>", "kwargs": {...}}."""
 
 
-@router.post("/", response={201: WorkflowOut, **errors(403, 413, 422, 429, 503)}, url_name="workflow_create",
-                      throttle=[JobLaunchThrottle()], openapi_extra={"requestBody": {"description": WORKFLOW_BODY,
-                      "content": {"application/json": {"schema": {"type": "object"}}}}})
+@router.post("/", response={201: WorkflowOut, 200: WorkflowOut, **errors(403, 413, 422, 429, 503)},
+             url_name="workflow_create", throttle=[JobLaunchThrottle()],
+             openapi_extra={"requestBody": {"description": WORKFLOW_BODY,
+                                            "content": {"application/json": {"schema": {"type": "object"}}}}})
 def workflow_create(request, payload: Body[dict[str, Any]], response: HttpResponse):
-    """Launch a workflow: every step is checked and recorded PENDING before this answers."""
+    """Launch a workflow: every step is checked and recorded PENDING before this answers: 201. A unique declared
+    workflow (@workflow(unique=...)) already running with the same key is not launched again: 200 with it."""
     if "workflow" in payload:
         extra = sorted(set(payload) - {"workflow", "kwargs"})
         if extra or not isinstance(payload["workflow"], str) or not isinstance(payload.get("kwargs", {}), dict):
@@ -73,7 +75,7 @@ def workflow_create(request, payload: Body[dict[str, Any]], response: HttpRespon
                                         admit=workflow_admit(request))
     body = workflow_out(request, flow)
     response["Location"] = body["url"]
-    return 201, body
+    return 201 if flow.launched else 200, body
 
 
 @router.get("/{workflow_id}/", response={200: WorkflowOut, **errors(404)}, url_name="workflow_detail")

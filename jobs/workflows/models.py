@@ -31,6 +31,8 @@ class Workflow(models.Model):
     origin = models.CharField(max_length=10, choices=JobRecord.Origin.choices, default=JobRecord.Origin.CODE)
     launcher = models.ForeignKey(JobRecord, on_delete=models.SET_NULL, null=True, blank=True, related_name="launched",
                                  help_text="The job that launched it: a declared workflow run from the catalog.")
+    unique_key = models.CharField(max_length=64, null=True, blank=True, help_text=(
+        "A unique declared workflow's key (@workflow(unique=...)): no two running workflows share one."))
     state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING, db_index=True)
     steps_total = models.PositiveIntegerField()
     ends_waiting = models.PositiveIntegerField(help_text="Last steps (those nothing follows) not yet succeeded.")
@@ -44,6 +46,8 @@ class Workflow(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["unique_key"], condition=models.Q(state="RUNNING"),
+                                               name="jobs_workflow_unique_running")]
 
     def __str__(self):
         return f"{self.name or 'workflow'} {self.id}"

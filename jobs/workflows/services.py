@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import current_app, states
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_celery_results.models import TaskResult
@@ -37,7 +37,8 @@ RECORD_BATCH = 1000
 
 def workflow_launch(*, spec: Any, name: str = "", launched_by: AbstractBaseUser | None = None,
                     origin: str = JobRecord.Origin.CODE, system: bool = False,
-                    launcher: JobRecord | None = None, admit: Callable[[int], None] | None = None) -> Workflow:
+                    launcher: JobRecord | None = None, admit: Callable[[int], None] | None = None,
+                    unique_key: str | None = None) -> Workflow:
     """Check `spec` whole, record the workflow and every step PENDING, and send the steps that wait for
     nothing once the transaction commits.
 
@@ -46,7 +47,8 @@ def workflow_launch(*, spec: Any, name: str = "", launched_by: AbstractBaseUser 
     workflows_repair when it is back.
     `admit` is called with the number of steps before anything is written and may refuse them
     (the API's: each step counts against JOBS_LAUNCH_RATE); the launcher's JOBS_MAX_UNFINISHED
-    counts them too.
+    counts them too. With `unique_key` (a unique declared workflow's), a workflow running with that key
+    is returned instead of launching another; `launched` on the workflow returned says which.
     """
     planned = compile_spec(spec, user=None if system else launched_by)
     if admit is not None:
@@ -54,10 +56,11 @@ def workflow_launch(*, spec: Any, name: str = "", launched_by: AbstractBaseUser 
     with_children = {parent for step in planned for parent in step.parents}
     with transaction.atomic():
         unfinished_limit_check(launched_by, len(planned))
-        flow = Workflow.objects.create(
-            name=name, spec=spec, launched_by=launched_by, origin=origin, launcher=launcher,
-            steps_total=len(planned), ends_waiting=len(planned) - len(with_children),
-        )
+        flow = Workflow(name=name, spec=spec, launched_by=launched_by, origin=origin, launcher=launcher,
+                        steps_total=len(planned), ends_waiting=len(planned) - len(with_children), unique_key=unique_key)
+        if (running := _workflow_insert_unique(flow)) is not None:
+            running.launched = False
+            return running
         steps = WorkflowStep.objects.bulk_create([
             WorkflowStep(workflow=flow, position=step.position, path=step.path[:255], task_name=step.task.name,
                          kwargs=step.kwargs, input=step.input, gathers=step.gathers, task_id=new_task_id(),
@@ -76,7 +79,25 @@ def workflow_launch(*, spec: Any, name: str = "", launched_by: AbstractBaseUser 
             } for step in steps[start:start + RECORD_BATCH]])
         first = [step for step in steps if not step.waiting]
         transaction.on_commit(lambda: _workflow_launch_send(flow, first))
+    flow.launched = True
     return flow
+
+
+def _workflow_insert_unique(flow: Workflow) -> Workflow | None:
+    """Insert `flow`; None, or the running workflow holding its unique key. Two launches at once: the
+    second's insert waits on the unique index for the first's transaction, then finds it."""
+    while True:
+        try:
+            with transaction.atomic():
+                flow.save(force_insert=True)
+            return None
+        except IntegrityError:
+            if flow.unique_key is None:
+                raise
+        running = Workflow.objects.filter(unique_key=flow.unique_key, state=Workflow.State.RUNNING).first()
+        if running is not None:
+            return running
+        # It ended between the two statements: try again.
 
 
 def _workflow_launch_send(flow: Workflow, steps: list[WorkflowStep]) -> None:
@@ -100,17 +121,18 @@ def workflow_launch_declared(*, name: str, kwargs: dict[str, Any], launched_by: 
                                 "at /api/jobs/ or as a step"}])
     arguments = task.validate_arguments(kwargs=kwargs)
     spec = task.build(**{field: getattr(arguments, field) for field in arguments.model_fields})
-    return workflow_launch(spec=spec, name=name, launched_by=launched_by, origin=origin, system=True, admit=admit)
+    return workflow_launch(spec=spec, name=name, launched_by=launched_by, origin=origin, system=True, admit=admit,
+                           unique_key=task.unique.key(name, arguments.model_dump(mode="json")) if task.unique else None)
 
 
-def workflow_launch_from_job(*, name: str, spec: Any, launcher_id: str) -> Workflow:
+def workflow_launch_from_job(*, name: str, spec: Any, launcher_id: str, unique_key: str | None = None) -> Workflow:
     """Launch a declared workflow from the job that runs it (a catalog launch, a schedule), on the
     behalf of whoever launched that job."""
     launcher = JobRecord.objects.select_related("launched_by").filter(result__task_id=launcher_id).first()
     return workflow_launch(
         spec=spec, name=name, system=True, launcher=launcher,
         launched_by=launcher.launched_by if launcher else None,
-        origin=launcher.origin if launcher else JobRecord.Origin.CODE,
+        origin=launcher.origin if launcher else JobRecord.Origin.CODE, unique_key=unique_key,
     )
 
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from django.tasks import TaskContext, task
 from pydantic import Field, HttpUrl
 
-from jobs.catalog import Limit, Unique, job
+from jobs.catalog import Limit, Unique, flow_control, job
 from jobs.workflows import chain, chord, step, workflow
 
 
@@ -94,6 +94,12 @@ def sum_of_sums(size: int) -> dict:
     return chord([step("testapp.add", x=n, y=n) for n in range(size)], step("testapp.xsum", input="numbers"))
 
 
+@workflow("testapp.rebuild_account", unique=Unique(on=("account",)))
+def rebuild_account(account: int) -> dict:
+    """Two adds in a chain: one rebuild per account running at a time."""
+    return chain(step("testapp.add", x=account, y=1), step("testapp.add", input="x", y=1))
+
+
 # The same kind of jobs declared with Django's own tasks API (django.tasks): catalog jobs named by
 # their module path, run by the engine (jobs/django_tasks/backend.py).
 @task
@@ -170,3 +176,10 @@ def import_for(owner: int, label: str, seconds: float = 0.0) -> str:
     """One at a time per owner (its row's start and end, and its earlier deliveries, say when it ran)."""
     time.sleep(seconds)
     return label
+
+
+@task
+@flow_control(unique=Unique(on=("account",)))
+def refresh_account(account: int) -> int:
+    """Django's @task, one per account queued or running (jobs.catalog.flow_control)."""
+    return account

@@ -16,7 +16,10 @@ from jobs.catalog import Unique, find_job
 from jobs.launching.services import job_launch, job_retry
 from jobs.records.models import JobRecord, UniqueKey
 from jobs.scheduling.beat import SingleBeatScheduler
-from tests.testapp.tasks import daily_digest, sync_account
+from jobs.workflows import workflow
+from jobs.workflows.models import Workflow
+from jobs.workflows.services import workflow_launch_declared
+from tests.testapp.tasks import daily_digest, refresh_account, sync_account
 
 
 def launch(job_name, **kwargs):
@@ -189,3 +192,64 @@ class ConcurrentLaunchTests(TransactionTestCase):
         self.assertEqual(len(answers), 50)
         self.assertEqual(len(set(answers)), 1)
         self.assertEqual(TaskResult.objects.filter(task_name="testapp.sync_account").count(), 1)
+
+    def test_twenty_launches_of_a_unique_workflow_at_once_make_one_workflow(self):
+        barrier, answers, errors = threading.Barrier(20), [], []
+
+        def one_client():
+            try:
+                barrier.wait()
+                answers.append(workflow_launch_declared(name="testapp.rebuild_account", kwargs={"account": 3},
+                                                        launched_by=None, origin=JobRecord.Origin.CODE).id)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=one_client) for _ in range(20)]
+        with mock.patch("celery.app.task.Task.apply_async"):
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(len(set(answers)), 1)
+        self.assertEqual(Workflow.objects.count(), 1)
+
+
+class WorkflowAndDjangoTaskTests(TestCase):
+    def rebuild(self, account):
+        return workflow_launch_declared(name="testapp.rebuild_account", kwargs={"account": account}, launched_by=None,
+                                        origin=JobRecord.Origin.CODE)
+
+    def test_a_unique_workflow_runs_once_per_key_however_it_is_launched(self):
+        first, again, other = self.rebuild(1), self.rebuild(1), self.rebuild(2)
+        self.assertEqual((first.launched, again.launched, other.launched), (True, False, True))
+        self.assertEqual(again.id, first.id)
+        self.assertNotEqual(other.id, first.id)
+        self.assertEqual(Workflow.objects.count(), 2)
+        # Run as a catalog job (a launch from the pages or the API, a schedule): it answers with the running one.
+        self.assertEqual(find_job("testapp.rebuild_account").apply(kwargs={"account": 1}).get(), first.id)
+        self.assertEqual(Workflow.objects.count(), 2)
+        # Once it has ended, the key is free.
+        Workflow.objects.filter(pk=first.pk).update(state=Workflow.State.SUCCESS)
+        after = self.rebuild(1)
+        self.assertTrue(after.launched)
+        self.assertNotEqual(after.id, first.id)
+
+    def test_the_api_answers_201_with_a_new_workflow_and_200_with_the_running_one(self):
+        self.client.force_login(User.objects.create_user("wf"))
+        answers = [self.client.post("/api/workflows/", {"workflow": "testapp.rebuild_account", "kwargs": {"account": 7}},
+                                    content_type="application/json") for _ in range(2)]
+        self.assertEqual([answer.status_code for answer in answers], [201, 200])
+        self.assertEqual(answers[0].json()["id"], answers[1].json()["id"])
+
+    def test_a_workflow_holds_its_key_while_it_runs_only(self):
+        with self.assertRaisesMessage(ValueError, "while they run (until='finished'), not 'started'"):
+            workflow("testapp.nowhere", unique=Unique(until="started"))
+
+    def test_a_django_task_is_unique_with_flow_control(self):
+        first, again, other = refresh_account.enqueue(5), refresh_account.enqueue(5), refresh_account.enqueue(6)
+        self.assertEqual(again.id, first.id)
+        self.assertNotEqual(other.id, first.id)
+        self.assertEqual(TaskResult.objects.filter(task_name=refresh_account.module_path).count(), 2)
