@@ -93,13 +93,26 @@ class JobLimitAdmin(admin.ModelAdmin):
         return "; ".join(changes) or "No fields changed."
 
 
+class StateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("waiting", "waiting"), ("sent", "sent, holding a slot")]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(dispatched_at__isnull=self.value() == "waiting")
+        return queryset
+
+
 @admin.register(WaitingJob)
 class WaitingJobAdmin(admin.ModelAdmin):
     """The jobs waiting on their limits, longest first, and those holding a concurrency slot (sent), read-only.
     A waiting job is cancelled from its job page, like any other."""
 
     list_display = ["job", "job_name", "key", "limit", "state", "waited"]
-    list_filter = ["job_name", ("dispatched_at", admin.EmptyFieldListFilter)]
+    list_filter = [StateFilter, "job_name"]
     search_fields = ["task_id", "key"]
     ordering = ["waiting_since"]
 
