@@ -50,7 +50,5 @@ class JobsConfig(AppConfig):
         celeryd_after_setup.connect(workers.worker_setting_up)
         worker_ready.connect(workers.worker_ready)
         worker_shutdown.connect(workers.worker_shutdown)
-        # Each worker sends the jobs waiting on their limits as the limits let them.
-        worker_ready.connect(dispatcher.worker_ready)
-        worker_shutdown.connect(dispatcher.worker_shutdown)
+        # A job under a concurrency limit frees its slot as it ends (the heartbeat sends the waiting ones).
         task_postrun.connect(dispatcher.job_finished)

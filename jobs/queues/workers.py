@@ -9,12 +9,14 @@ not started for, is put right at its next heartbeat.
 import logging
 import os
 import threading
+import time
 
 from celery.worker import state
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
+from ..limits.dispatcher import Dispatcher, worker_dispatcher
 from . import broker, selectors, services
 
 logger = logging.getLogger(__name__)
@@ -23,23 +25,31 @@ logger = logging.getLogger(__name__)
 class Heartbeat(threading.Thread):
     """The thread that describes this worker every few seconds and keeps it off paused queues."""
 
-    def __init__(self, consumer, queues: list[str]):
+    def __init__(self, consumer, queues: list[str], dispatcher: Dispatcher | None = None):
         super().__init__(name="jobs-heartbeat", daemon=True)
-        self.consumer, self.queues = consumer, queues
+        self.consumer, self.queues, self.dispatcher = consumer, queues, dispatcher
         self.hostname = consumer.hostname
         self.started_at = timezone.now()
         self.stopping = threading.Event()
 
     def run(self):
+        """A heartbeat every WORKER_HEARTBEAT_SECONDS and, between them, the passes of the dispatcher of the
+        jobs waiting on their limits (jobs/limits/dispatcher.py), on this thread's one connection."""
+        next_beat = time.monotonic()
         while True:
-            close_old_connections()  # a connection PostgreSQL dropped is replaced, not reused
-            try:
-                self.beat()
-            except DatabaseError as exc:
-                logger.warning("Worker heartbeat not recorded: %s", exc)
-            except Exception:
-                logger.exception("Worker heartbeat failed")
-            if self.stopping.wait(settings.WORKER_HEARTBEAT_SECONDS):
+            if time.monotonic() >= next_beat:
+                close_old_connections()  # a connection PostgreSQL dropped is replaced, not reused
+                try:
+                    self.beat()
+                except DatabaseError as exc:
+                    logger.warning("Worker heartbeat not recorded: %s", exc)
+                except Exception:
+                    logger.exception("Worker heartbeat failed")
+                next_beat = time.monotonic() + settings.WORKER_HEARTBEAT_SECONDS
+            wait = next_beat - time.monotonic()
+            if self.dispatcher is not None:
+                wait = min(wait, self.dispatcher.step())
+            if self.stopping.wait(max(0.0, wait)):
                 return
 
     def consuming(self) -> list[str]:
@@ -101,10 +111,11 @@ def worker_setting_up(sender: str, instance, **kwargs) -> None:
 
 
 def worker_ready(sender, **kwargs) -> None:
-    """worker_ready: declare the dead-letter exchange and queue; start this worker's heartbeat."""
+    """worker_ready: declare the dead-letter exchange and queue; start this worker's heartbeat (and its
+    dispatcher of the jobs waiting on their limits)."""
     global _heartbeat
     broker.dead_letter_queue_declare()
-    _heartbeat = Heartbeat(sender, getattr(sender.controller, "jobs_queues", []))
+    _heartbeat = Heartbeat(sender, getattr(sender.controller, "jobs_queues", []), dispatcher=worker_dispatcher())
     _heartbeat.start()
 
 
