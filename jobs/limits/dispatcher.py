@@ -14,8 +14,8 @@ from ..catalog import JobTask, catalog
 from .services import job_ended, limit_in_force, limits_dispatch, settled_delete
 
 logger = logging.getLogger(__name__)
-BUSY_SECONDS = 0.05  # between passes while jobs wait on their limits
-IDLE_SECONDS = 0.5  # between passes while none does: a launch under its limit is sent at once, not by this
+MIN_SECONDS = 0.01  # the shortest wait between two passes
+IDLE_SECONDS = 0.5  # the longest: a launch under its limit is sent at once, a slot freed at its job's end
 SWEEP_SECONDS = 10  # between two sweeps of the slots of jobs that ended without word (their worker was lost)
 
 
@@ -30,7 +30,7 @@ class Dispatcher:
             if time.monotonic() - self.swept_at > SWEEP_SECONDS:
                 settled_delete()
                 self.swept_at = time.monotonic()
-            sent, waiting = limits_dispatch(self.tasks)
+            sent, rate_wait = limits_dispatch(self.tasks)
         except DatabaseError as exc:
             logger.warning("Jobs waiting on their limits not dispatched: %s", exc)
             close_old_connections()  # a connection PostgreSQL dropped is replaced at the next pass
@@ -38,7 +38,9 @@ class Dispatcher:
         except Exception:  # a broker outage: the jobs stay waiting, and go once it is back
             logger.exception("Jobs waiting on their limits not dispatched")
             return IDLE_SECONDS
-        return 0 if sent else BUSY_SECONDS if waiting else IDLE_SECONDS
+        # At once after a pass that sent jobs; when a rate holds jobs back, as it lets the next go; else (none
+        # waits, or a concurrency slot does, which a job's end frees at once) a pass now and then.
+        return 0 if sent else min(max(rate_wait, MIN_SECONDS), IDLE_SECONDS) if rate_wait is not None else IDLE_SECONDS
 
 
 def worker_dispatcher() -> Dispatcher | None:

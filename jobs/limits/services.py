@@ -10,6 +10,7 @@ delivers the job again, and it frees when that run ends (docs/how-to/add-a-job.m
 import json
 import logging
 import math
+import random
 import time
 from contextvars import ContextVar
 from datetime import datetime, timedelta
@@ -112,6 +113,12 @@ def job_ended(task: JobTask, task_id: str, kwargs: dict[str, Any]) -> None:
 def key_dispatch(task: JobTask, key: str) -> int:
     """Send the jobs of `task`'s `key` that its limit lets go now, oldest first; how many. 0 at once when
     another process is sending this key's jobs."""
+    return _key_dispatch(task, key)[0]
+
+
+def _key_dispatch(task: JobTask, key: str) -> tuple[int, float | None]:
+    """key_dispatch, and the seconds until the key's rate lets its next job go when the rate is what holds
+    it back (None otherwise: no rate, its slots are taken, or nothing else waits)."""
     now = timezone.now()
     with transaction.atomic():
         locked = LimitKey.objects.select_for_update(skip_locked=True).filter(job_name=task.name, key=key)
@@ -119,26 +126,28 @@ def key_dispatch(task: JobTask, key: str) -> int:
         if pace is None:  # another process holds it, or this is the key's first job: its row is made, then locked
             LimitKey.objects.bulk_create([LimitKey(job_name=task.name, key=key, due=now)], ignore_conflicts=True)
             if (pace := locked.first()) is None:
-                return 0
+                return 0, None
         rate, concurrency = limit_in_force(task)
-        room = BATCH
+        room = by_rate = BATCH
         if rate:  # first: it needs no query
             interval = timedelta(seconds=rate_interval(rate))
             window = max(BURST, interval)
             ahead = max(pace.due - now, timedelta(0))
             if ahead > window:  # never at a steady rate: a slower one set it, and an operator raised it since
                 ahead = window - interval  # the new rate holds from now
-            room = min(room, math.floor((window - ahead) / interval))
-        if concurrency and room > 0:
+            room = by_rate = math.floor((window - ahead) / interval)
+            if room <= 0:
+                return 0, (ahead - (window - interval)).total_seconds()
+        if concurrency:
             settled_delete(task, key)
             running = WaitingJob.objects.filter(job_name=task.name, key=key, dispatched_at__isnull=False).count()
             room = min(room, concurrency - running)
         if room <= 0:
-            return 0
+            return 0, None
         jobs = list(WaitingJob.objects.filter(job_name=task.name, key=key, dispatched_at=None, not_before__lte=now)
                     .order_by("waiting_since", "task_id")[:room])
         if not jobs:
-            return 0
+            return 0, None
         cancelled = set(TaskResult.objects.filter(task_id__in=[job.task_id for job in jobs])
                         .exclude(status__in=UNFINISHED).values_list("task_id", flat=True))
         sent = [job for job in jobs if job.task_id not in cancelled]
@@ -150,23 +159,32 @@ def key_dispatch(task: JobTask, key: str) -> int:
                 task.apply_async(kwargs=job.kwargs, task_id=job.task_id, **job.options)
         finally:
             passing.reset(token)
+        rate_wait = None
         if rate:
             pace.due = now + ahead + len(sent) * interval
             pace.save(update_fields=["due"])
+            if len(jobs) == by_rate:  # the rate is what stopped it: the rest go as it lets them
+                rate_wait = max((pace.due - now - (window - interval)).total_seconds(), 0.0)
         if concurrency:
             WaitingJob.objects.filter(task_id__in=[job.task_id for job in sent]).update(dispatched_at=now)
             WaitingJob.objects.filter(task_id__in=cancelled).delete()
         else:
             WaitingJob.objects.filter(task_id__in=[job.task_id for job in jobs]).delete()
-    return len(sent)
+    return len(sent), rate_wait
 
 
-def limits_dispatch(tasks: dict[str, JobTask]) -> tuple[int, bool]:
-    """One pass over the keys with jobs due, oldest first: how many jobs it sent, and whether any key
-    still has jobs waiting. `tasks`: the limited jobs by name (a job not among them waits, for a
-    process that knows it)."""
-    due = (WaitingJob.objects.filter(dispatched_at=None, not_before__lte=timezone.now(), job_name__in=list(tasks))
-           .values_list("job_name", "key").order_by().distinct()[:BATCH])
-    keys = list(due)
-    sent = sum(key_dispatch(tasks[name], key) for name, key in keys)
-    return sent, bool(keys)
+def limits_dispatch(tasks: dict[str, JobTask]) -> tuple[int, float | None]:
+    """One pass over up to BATCH keys with jobs due, in a random order (with more keys than that, each has
+    its turn, whichever are held back): how many jobs it sent, and the seconds until a key's rate lets its
+    next job go (None when no key waits on a rate: a concurrency slot is freed as its job ends, and the next
+    of its key sent then). `tasks`: the limited jobs by name (a job not among them waits, for a process that
+    knows it)."""
+    keys = list(WaitingJob.objects.filter(dispatched_at=None, not_before__lte=timezone.now(), job_name__in=list(tasks))
+                .values_list("job_name", "key").order_by().distinct())
+    sent, waits = 0, []
+    for name, key in random.sample(keys, min(len(keys), BATCH)):
+        count, wait = _key_dispatch(tasks[name], key)
+        sent += count
+        if wait is not None:
+            waits.append(wait)
+    return sent, min(waits, default=None)

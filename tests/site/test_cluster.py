@@ -40,9 +40,11 @@ class ClusterFaultTests(TransactionTestCase):
                            "JOBS_LAUNCH_RATE": "100000/m", "FETCH_ALLOWED_NETWORKS": "127.0.0.1/32"}
 
     def setUp(self):
-        self.workers = [Worker(concurrency=2, environment=self.environment).start() for _ in range(2)]
+        self.workers = []
+        for _ in range(2):  # each stopped after the test, whatever happens next (a worker left running outlives it)
+            self.workers.append(Worker(concurrency=2, environment=self.environment).start())
+            self.addCleanup(self.workers[-1].stop)
         for worker in self.workers:
-            self.addCleanup(worker.stop)
             # Started with --queues default on a fresh cluster, where the other queues do not exist
             # yet: the worker declares them, so Celery's delayed-delivery setup binds every one.
             self.assertNotIn("Failed to setup delayed delivery", worker.output())

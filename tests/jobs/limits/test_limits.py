@@ -213,3 +213,20 @@ class ManyDispatchersTests(TransactionTestCase):
         self.assertLessEqual(sum(sent), 10 * elapsed + 2)
         self.assertGreaterEqual(sum(sent), 10 * 1.0 - 1)
         self.assertFalse(JobLimit.objects.exists())
+
+    def test_with_more_keys_than_a_pass_takes_each_has_its_turn_however_many_are_held_back(self):
+        """A pass looks at 100 keys: the 100 whose slots are taken must not keep the others waiting for ever."""
+        task = find_job("testapp.import_for")
+        now = timezone.now()
+        held, free = [f"owner={n}" for n in range(1000, 1100)], [f"owner={n}" for n in range(2000, 2020)]
+        TaskResult.objects.bulk_create([TaskResult(task_id=f"running-{key}", task_name=task.name, status=states.STARTED)
+                                        for key in held])
+        WaitingJob.objects.bulk_create(
+            [WaitingJob(task_id=f"running-{key}", job_name=task.name, key=key, waiting_since=now, not_before=now,
+                        dispatched_at=now) for key in held]
+            + [WaitingJob(task_id=f"next-{key}", job_name=task.name, key=key, waiting_since=now, not_before=now,
+                          kwargs={"owner": 1, "label": key}) for key in held + free])
+        for _ in range(20):
+            limits_dispatch({task.name: task})
+        self.assertEqual(set(WaitingJob.objects.filter(dispatched_at=None).values_list("key", flat=True)), set(held))
+        self.assertEqual(queued(), len(free))
