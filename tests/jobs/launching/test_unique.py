@@ -170,49 +170,38 @@ class ApiAndPageTests(TestCase):
 
 
 class ConcurrentLaunchTests(TransactionTestCase):
-    def test_fifty_launches_at_once_from_fifty_connections_make_one_job(self):
-        barrier, answers, errors = threading.Barrier(50), [], []
+    def at_once(self, clients: int, launch_one) -> list:
+        """What `launch_one()` answered in each of `clients` threads started together, each on its own connection
+        (as web processes are), publishing nothing."""
+        barrier, answers, errors = threading.Barrier(clients), [], []
 
         def one_client():
             try:
                 barrier.wait()
-                answers.append(launch("testapp.sync_account", account=42).task_id)
+                answers.append(launch_one())
             except Exception as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
             finally:
                 connection.close()
 
-        threads = [threading.Thread(target=one_client) for _ in range(50)]
+        threads = [threading.Thread(target=one_client) for _ in range(clients)]
         with mock.patch("celery.app.task.Task.apply_async"):
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
         self.assertEqual(errors, [])
-        self.assertEqual(len(answers), 50)
+        self.assertEqual(len(answers), clients)
+        return answers
+
+    def test_fifty_launches_at_once_from_fifty_connections_make_one_job(self):
+        answers = self.at_once(50, lambda: launch("testapp.sync_account", account=42).task_id)
         self.assertEqual(len(set(answers)), 1)
         self.assertEqual(TaskResult.objects.filter(task_name="testapp.sync_account").count(), 1)
 
     def test_twenty_launches_of_a_unique_workflow_at_once_make_one_workflow(self):
-        barrier, answers, errors = threading.Barrier(20), [], []
-
-        def one_client():
-            try:
-                barrier.wait()
-                answers.append(workflow_launch_declared(name="testapp.rebuild_account", kwargs={"account": 3},
-                                                        launched_by=None, origin=JobRecord.Origin.CODE).id)
-            except Exception as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=one_client) for _ in range(20)]
-        with mock.patch("celery.app.task.Task.apply_async"):
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        self.assertEqual(errors, [])
+        answers = self.at_once(20, lambda: workflow_launch_declared(
+            name="testapp.rebuild_account", kwargs={"account": 3}, launched_by=None, origin=JobRecord.Origin.CODE).id)
         self.assertEqual(len(set(answers)), 1)
         self.assertEqual(Workflow.objects.count(), 1)
 
