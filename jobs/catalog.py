@@ -55,6 +55,18 @@ def new_task_id() -> str:
     return str(uuid7())
 
 
+def picked(kind: str, on: tuple[str, ...] | Callable[..., Any], name: str, arguments: dict[str, Any]) -> str | dict:
+    """What a `Unique` or `Limit` (`kind`) of job `name` takes from a launch's arguments for its key: the
+    text `on` returns, when it is a function; else the arguments it names, by name (TypeError naming
+    the ones the job does not have)."""
+    if callable(on):
+        return str(on(**arguments))
+    missing = [field for field in on if field not in arguments]
+    if missing:
+        raise TypeError(f"Job {name}: {kind}(on=...) names {missing}, which are not its arguments.")
+    return {field: arguments[field] for field in on}
+
+
 @dataclass(frozen=True)
 class Unique:
     """At most one job of its kind per key: `@job(..., unique=Unique(on=("owner_id",), until="finished"))`.
@@ -79,13 +91,9 @@ class Unique:
     def key(self, name: str, arguments: dict[str, Any]) -> str:
         """The key of a launch of job `name` with these (validated, JSON) arguments: a SHA-256 of the job's
         name and the key's parts, so that any arguments make a key of one size."""
-        if callable(self.on):
-            parts = str(self.on(**arguments))
-        else:
-            missing = [field for field in self.on if field not in arguments]
-            if missing:
-                raise TypeError(f"Job {name}: Unique(on=...) names {missing}, which are not its arguments.")
-            parts = json.dumps({field: arguments[field] for field in self.on or sorted(arguments)}, sort_keys=True)
+        parts = picked("Unique", self.on or tuple(sorted(arguments)), name, arguments)
+        if isinstance(parts, dict):
+            parts = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(f"{name}\n{parts}".encode()).hexdigest()
 
 
@@ -131,13 +139,9 @@ class Limit:
     def key(self, name: str, arguments: dict[str, Any]) -> str:
         """The key of a job `name` with these (JSON) arguments, as text people read (a host, an owner's
         id): '' for a limit on the whole job; longer than 200 characters, a SHA-256 of it."""
-        if callable(self.on):
-            key = str(self.on(**arguments))
-        else:
-            missing = [field for field in self.on if field not in arguments]
-            if missing:
-                raise TypeError(f"Job {name}: Limit(on=...) names {missing}, which are not its arguments.")
-            key = " ".join(f"{field}={json.dumps(arguments[field])}" for field in self.on)
+        key = picked("Limit", self.on, name, arguments)
+        if isinstance(key, dict):
+            key = " ".join(f"{field}={json.dumps(value)}" for field, value in key.items())
         return key if len(key) <= 200 else hashlib.sha256(key.encode()).hexdigest()
 
     @property
