@@ -196,7 +196,7 @@ def jobs_recorded(jobs: list[dict[str, Any]]):
         recorded.reset(token)
 
 
-def job_publish_failed(*, task_id: str, error: Exception) -> bool:
+def job_publish_failed(*, task_id: str, error: Exception | str) -> bool:
     """Settle a recorded job whose publish failed, so that what the launcher is told stays true.
 
     A publish can fail after its message reached the queue (the broker's confirm was lost with its

@@ -26,6 +26,7 @@ SCHEDULERS = {
     "django-celery-beat": "django_celery_beat.schedulers:DatabaseScheduler",
 }
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+WARM_UP = 10  # seconds of sending before the measured window opens
 
 
 class MeasuredBeat(Beat):
@@ -90,14 +91,17 @@ class Command(BaseCommand):
             wait_for(lambda: TaskResult.objects.filter(periodic_task_name__startswith=PREFIX).exists(),
                      timeout=60, interval=0.2, message="beat's first send")
             self.stdout.write(f"  started and sent its first run after {time.monotonic() - launched:.1f} s")
-            wait_for(lambda: timezone.now() >= start, timeout=60, interval=0.1, message="the window's start")
+            # Runs fall due from `start`, whether beat is ready or not; the window measured opens
+            # once it has sent for WARM_UP seconds (what came due before is reported apart).
+            opens = max(start, timezone.now() + timedelta(seconds=WARM_UP))
+            wait_for(lambda: timezone.now() >= opens, timeout=60, interval=0.1, message="the window's start")
             cpu, database = beat.cpu_seconds(), self.database_load()
-            changes = self.edit_while_running(start + timedelta(seconds=seconds), every)
+            changes = self.edit_while_running(opens + timedelta(seconds=seconds), every)
             cpu = beat.cpu_seconds() - cpu
             database = {key: value - database[key] for key, value in self.database_load().items()}
         finally:
             beat.stop()
-        self.report(start, seconds, every, intervals, changes, cpu, database)
+        self.report(start, opens, seconds, every, intervals, changes, cpu, database)
 
     def fill(self, start: datetime, schedules: int, intervals: int, every: int) -> None:
         """Intervals staggered so that as many fall due each second; crontabs at every minute of the hour."""
@@ -152,7 +156,7 @@ class Command(BaseCommand):
             commits, read, written = cursor.fetchone()
         return {"transactions": commits, "rows read": read, "rows written": written}
 
-    def report(self, start, seconds, every, intervals, changes, cpu, database):
+    def report(self, start, opens, seconds, every, intervals, changes, cpu, database):
         end = changes["end"]
         sends = defaultdict(list)
         for name, sent in (TaskResult.objects.filter(periodic_task_name__startswith=PREFIX)
@@ -160,7 +164,7 @@ class Command(BaseCommand):
             sends[name].append(sent)
         tasks = {task.name: task for task in PeriodicTask.objects.filter(name__startswith=PREFIX)
                  .select_related("crontab")}
-        late, missed, twice = [], 0, 0
+        late, missed, twice = [], [], 0  # late: (due, seconds late); missed: due
         for name, task in tasks.items():
             if name in changes["added"]:
                 continue
@@ -170,11 +174,11 @@ class Command(BaseCommand):
                     following = due + timedelta(minutes=1)
                     sent = [t for t in times if due <= t < following]
                     if sent:
-                        late.append((sent[0] - due).total_seconds())
+                        late.append((due, (sent[0] - due).total_seconds()))
                         twice += len(sent) - 1
                     else:
-                        missed += 1
-                        late.append((end - due).total_seconds())
+                        missed.append(due)
+                        late.append((due, (end - due).total_seconds()))
                 continue
             # An interval falls due `every` seconds after its last run was sent; first as filled.
             due = start + timedelta(seconds=every * int(name.removeprefix(PREFIX)) / intervals)
@@ -185,11 +189,11 @@ class Command(BaseCommand):
                 if sent < due - timedelta(seconds=1):  # beat never sends early: this run was sent already
                     twice += 1
                     continue
-                late.append((sent - due).total_seconds())
+                late.append((due, (sent - due).total_seconds()))
                 due = sent + timedelta(seconds=every)
             if due < stop - timedelta(seconds=1):  # due a second before the end, and still not sent
-                missed += 1
-                late.append((stop - due).total_seconds())
+                missed.append(due)
+                late.append((due, (stop - due).total_seconds()))
         disabled_sent = sum(1 for name, at in changes["disabled"].items()
                             if any(t > at + timedelta(seconds=5) for t in sends[name]))
         reached = [(sends[name][0] - at).total_seconds() for name, at in changes["added"].items() if sends[name]]
@@ -198,12 +202,27 @@ class Command(BaseCommand):
         def quantile(values, q):
             return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
+        warming = [seconds_late for due, seconds_late in late if due < opens]
+        slices = defaultdict(list)  # lateness by ten seconds of the window, to see when runs were late
+        for due, seconds_late in late:
+            if due >= opens:
+                slices[int((due - opens).total_seconds() // 10)].append(seconds_late)
+        late = [seconds_late for due, seconds_late in late if due >= opens]
+        if warming:
+            self.stdout.write(f"  while it started: {len(warming)} runs fell due before the window, sent up to "
+                              f"{max(warming):.1f} s late; {sum(1 for due in missed if due < opens)} never sent")
         self.stdout.write(f"  sent {total} runs; {len(late)} due in the window")
         if late:
             self.stdout.write(
                 f"  lateness: p50 {quantile(late, 50) * 1000:.0f} ms, p99 {quantile(late, 99) * 1000:.0f} ms, "
                 f"max {max(late) * 1000:.0f} ms; {sum(1 for v in late if v > 1)} sent more than 1 s late")
-        self.stdout.write(f"  missed (due, not sent by the end): {missed}; sent twice: {twice}")
+            self.stdout.write("  p99 by ten seconds of the window: " + ", ".join(
+                f"{quantile(slices[n], 99) * 1000:.0f}" for n in sorted(slices)) + " ms")
+        # Every send is a due run's (on time or late), a second send of one, or an added task's.
+        added = sum(len(sends[name]) for name in changes["added"])
+        unaccounted = total - (len(warming) + len(late) - len(missed)) - twice - added
+        self.stdout.write(f"  missed (due, not sent by the end): {sum(1 for due in missed if due >= opens)}; "
+                          f"sent twice: {twice}; sent when not due: {unaccounted}")
         self.stdout.write(
             f"  admin edits: {len(reached)}/{len(changes['added'])} added tasks sent, after "
             + (f"max {max(reached):.1f} s (median {statistics.median(reached):.1f} s)" if reached else "never")

@@ -2,10 +2,10 @@
 import time
 from datetime import timedelta
 from itertools import pairwise
-from unittest import mock
 
 import redis
 from celery import current_app
+from celery.signals import after_task_publish
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
@@ -79,13 +79,15 @@ class BeatTests(TransactionTestCase):
 
 
 class SchedulerLockTests(TransactionTestCase):
-    """Two schedulers in this process, sending into a list: what beat does around its lock."""
+    """Two schedulers in this process, publishing to the test broker: what beat does around its lock."""
 
     def setUp(self):
-        self.sent = []
-        self.enterContext(mock.patch.object(SingleBeatScheduler, "apply_async", autospec=True,
-                                            side_effect=lambda scheduler, entry, **kwargs: self.sent.append(
-                                                (time.monotonic(), id(scheduler), entry.name))))
+        self.sent = []  # (when, periodic task's name) of each run published
+
+        def published(headers, **kwargs):
+            self.sent.append((time.monotonic(), headers.get("periodic_task_name")))
+        after_task_publish.connect(published, weak=False)
+        self.addCleanup(after_task_publish.disconnect, published)
         every_second = IntervalSchedule.objects.create(every=1, period="seconds")
         PeriodicTask.objects.create(name="every second", task="testapp.add", args="[1, 1]", interval=every_second)
 
@@ -96,12 +98,12 @@ class SchedulerLockTests(TransactionTestCase):
 
     def run_until(self, scheduler, sends: int, timeout: float = 5):
         deadline = time.monotonic() + timeout
-        while len([s for s in self.sent if s[2] == "every second"]) < sends and time.monotonic() < deadline:
+        while len(self.runs()) < sends and time.monotonic() < deadline:
             scheduler.tick()
             time.sleep(0.02)
 
     def runs(self):
-        return [moment for moment, _, name in self.sent if name == "every second"]
+        return [moment for moment, name in self.sent if name == "every second"]
 
     def test_a_beat_that_regains_its_lock_does_not_resend_what_the_other_one_sent(self):
         first, second = self.scheduler(), self.scheduler()
@@ -266,3 +268,29 @@ class ThousandsOfTasksTests(TransactionTestCase):
         self.assertIn("task three", now)
         self.assertIs(now["task 4"], schedule["task 4"])  # untouched: the same entry, its state kept
         self.assertEqual(len(now), len(schedule) - 1)
+
+    def test_an_edit_of_a_schedule_row_rebuilds_the_tasks_on_it(self):
+        """An interval edited in the admin changes every task on it, though it saves none of them."""
+        self.assertEqual(self.scheduler.schedule["task 7"].schedule.run_every, timedelta(seconds=60))
+        self.every_minute.every = 30
+        self.every_minute.save()
+        with self.assertLogs("jobs.scheduling.beat", "INFO") as logs:
+            now = self.scheduler.schedule
+        self.assertIn("read 50 new or changed periodic tasks", logs.output[0])
+        self.assertEqual(now["task 7"].schedule.run_every, timedelta(seconds=30))
+
+    def test_an_edit_reads_the_rows_saved_since_and_the_full_read_the_rest(self):
+        """After the change signal only the rows saved since are compared (a hundred thousand cost
+        0.6 s); a row written without a save (update(), raw SQL) waits for the full read."""
+        PeriodicTask.objects.update(date_changed=timezone.now() - timedelta(hours=1))  # saved long ago
+        self.scheduler._last_read -= 5 * 60
+        schedule = dict(self.scheduler.schedule)
+        PeriodicTask.objects.filter(name="task 5").update(args="[500, 1]")  # no save, no signal
+        edited = PeriodicTask.objects.get(name="task 6")
+        edited.args = "[600, 1]"
+        edited.save()
+        now = dict(self.scheduler.schedule)
+        self.assertEqual(now["task 6"].args, [600, 1])
+        self.assertIs(now["task 5"], schedule["task 5"])
+        self.scheduler._last_read -= 5 * 60  # five minutes on: every row is compared
+        self.assertEqual(self.scheduler.schedule["task 5"].args, [500, 1])
