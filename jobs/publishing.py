@@ -68,7 +68,11 @@ class Confirms:
         channel = self.producer.channel
         if channel is not self.channel:
             self._fail_pending("the connection to the broker was lost")
-            channel.confirm_select()
+            # On the producer's channel; on a new one (as kombu's retries of a publish do) if that one
+            # died with its connection: a few tries a second apart, then the error is the caller's.
+            self.producer.connection.ensure(self.producer, lambda: self.producer.channel.confirm_select(),
+                                            max_retries=3)()
+            channel = self.producer.channel
             channel.events["basic_ack"].add(self._acked)
             channel.events["basic_nack"].add(self._nacked)
             self.channel, self.tag = channel, 0

@@ -56,3 +56,7 @@ class ConfirmsTests(SimpleTestCase):
         failed = confirms.wait()
         self.assertEqual(sorted(failed), ["a", "b", "c"])
         self.assertIn("did not confirm", failed["a"])
+        before = self.depth(queue)  # what of a, b and c reached the queue before the fault
+        self.publish(confirms, queue, ["d", "e"])  # on a new connection
+        self.assertEqual(confirms.wait(), {})
+        self.assertEqual(self.depth(queue), before + 2)

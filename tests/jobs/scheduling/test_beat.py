@@ -1,4 +1,5 @@
 """Beat on the real broker, with a real worker: admin-made schedules run, and only once."""
+import socket
 import time
 from datetime import timedelta
 from itertools import pairwise
@@ -120,6 +121,19 @@ class SchedulerLockTests(TransactionTestCase):
         runs = self.runs()
         self.assertEqual(len(runs), 3, self.sent)
         self.assertGreater(min(later - earlier for earlier, later in pairwise(runs)), 0.5, self.sent)
+
+
+    def test_beat_goes_on_sending_after_its_connection_to_the_broker_breaks(self):
+        scheduler = self.scheduler()
+        self.run_until(scheduler, 1)
+        scheduler.producer.channel.connection.sock.shutdown(socket.SHUT_RDWR)  # the network fails
+        self.run_until(scheduler, 4, timeout=10)
+        self.assertGreaterEqual(len(self.runs()), 4, self.sent)
+        runs = TaskResult.objects.filter(periodic_task_name="every second").order_by("date_created")
+        # A run published as the connection broke is not known to have reached the queue: it is
+        # settled as not sent (a worker would skip it), and the ones after it were confirmed.
+        self.assertLessEqual(runs.filter(status="REVOKED").count(), 1)
+        self.assertEqual(runs.last().status, "PENDING")
 
 
 class BadRowTests(TransactionTestCase):
