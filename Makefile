@@ -56,9 +56,15 @@ bench: $(VENV)/installed .env
 
 # This project against its peers, side by side (benchmarks/bench_peers.py); the peers' packages are
 # installed only here.
-bench-peers: $(VENV)/installed .env
+bench-peers: $(VENV)/installed .env benchmarks/.venv-procrastinate/installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt -c requirements.txt
 	$(BIN)/python benchmarks/bench_peers.py
+
+# Procrastinate needs psycopg 3, which would change the project's own database driver: a virtualenv of its own.
+benchmarks/.venv-procrastinate/installed: benchmarks/requirements-procrastinate.txt
+	$(PYTHON) -m venv benchmarks/.venv-procrastinate
+	benchmarks/.venv-procrastinate/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
 
 env: .env
 

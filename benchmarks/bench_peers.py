@@ -35,6 +35,7 @@ class Peer:
 
     settings = "benchmarks.settings"
     package = ""  # whose version the report shows
+    python = sys.executable  # the interpreter of its virtualenv
 
     def __init__(self, name: str):
         self.name = name
@@ -44,7 +45,7 @@ class Peer:
                 "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
 
     def migrate(self) -> list[str]:
-        return [sys.executable, "-m", "django", "migrate", "--verbosity", "0"]
+        return [self.python, "-m", "django", "migrate", "--verbosity", "0"]
 
     def workers(self) -> list[list[str]]:
         """The commands that start its workers: 2 processes that run jobs, in all."""
@@ -165,7 +166,7 @@ class DjangoRQ(Peer):
 
     def send(self, number: int) -> str:
         import django_rq
-        return django_rq.enqueue("benchmarks.rq_tasks.add", number, number).id
+        return django_rq.enqueue("benchmarks.functions.add", number, number).id
 
     def finished(self) -> int:
         import django_rq
@@ -199,10 +200,98 @@ class DjangoTasksDB(Peer):
         return DBTaskResult.objects.successful().filter(id=job_id).exists()
 
 
+class DjangoQ2(Peer):
+    """django-q2: its ORM broker (the database is the queue, polled by the cluster), a cluster of 2
+    workers (`qcluster`), outcomes in its Success table."""
+
+    package = "django-q2"
+
+    def workers(self) -> list[list[str]]:
+        return [[sys.executable, "-m", "django", "qcluster"]]
+
+    def send(self, number: int) -> str:
+        from django_q.tasks import async_task
+        return async_task("benchmarks.functions.add", number, number)
+
+    def finished(self) -> int:
+        from django_q.models import Success
+        return Success.objects.count()
+
+    def done(self, job_id: str) -> bool:
+        from django_q.models import Success
+        return Success.objects.filter(id=job_id).exists()
+
+
+class Dramatiq(Peer):
+    """Dramatiq on RabbitMQ through django-dramatiq: 2 worker processes (`rundramatiq`), outcomes in
+    Redis (its Results middleware; a Redis database of its own, one key a result)."""
+
+    package = "dramatiq"
+    sent = {}  # message id -> message, to ask for its result
+
+    def workers(self) -> list[list[str]]:
+        return [[sys.executable, "-m", "django", "rundramatiq", "--processes", "2", "--threads", "1",
+                 "--queues", "bench_dramatiq"]]
+
+    def results(self):
+        import redis
+        from django.conf import settings
+        return redis.Redis.from_url(settings.DRAMATIQ_RESULT_BACKEND["BACKEND_OPTIONS"]["url"])
+
+    def prepare(self) -> None:
+        from django.conf import settings
+        from kombu import Connection
+        with Connection(settings.DRAMATIQ_BROKER["OPTIONS"]["url"]) as broker:
+            for queue in ("bench_dramatiq", "bench_dramatiq.DQ", "bench_dramatiq.XQ"):
+                broker.default_channel.queue_delete(queue)  # what an interrupted run left
+        self.results().flushdb()
+
+    def send(self, number: int) -> str:
+        from benchmarks.dramatiq_tasks import add
+        message = add.send(number, number)
+        self.sent[message.message_id] = message
+        return message.message_id
+
+    def finished(self) -> int:
+        return self.results().dbsize()
+
+    def done(self, job_id: str) -> bool:
+        from dramatiq.results import ResultMissing
+        try:
+            self.sent[job_id].get_result(block=False)
+        except ResultMissing:
+            return False
+        return True
+
+
+class Procrastinate(Peer):
+    """Procrastinate's Django integration: 2 worker processes (`procrastinate worker`, one job at a
+    time each), jobs and outcomes as rows of its table, from a virtualenv of its own (psycopg 3)."""
+
+    package = "procrastinate"
+    python = str(ROOT / "benchmarks" / ".venv-procrastinate" / "bin" / "python")
+
+    def workers(self) -> list[list[str]]:
+        return [[self.python, "-m", "django", "procrastinate", "worker", "--queues", "bench_peers",
+                 "--concurrency", "1"]] * 2
+
+    def send(self, number: int) -> str:
+        from benchmarks.procrastinate_tasks import add
+        return str(add.defer(x=number, y=number))
+
+    def finished(self) -> int:
+        from procrastinate.contrib.django.models import ProcrastinateJob
+        return ProcrastinateJob.objects.filter(status="succeeded").count()
+
+    def done(self, job_id: str) -> bool:
+        from procrastinate.contrib.django.models import ProcrastinateJob
+        return ProcrastinateJob.objects.filter(id=int(job_id), status="succeeded").exists()
+
+
 PEERS = {peer.name: peer for peer in [
     ProjectJob(PROJECT), ProjectTask("this project, django.tasks"),
     DjangoTasksDB("django-tasks-db"), DjangoTasksCelery("django-tasks-celery"), CeleryRedis("celery-redis"),
-    DjangoRQ("django-rq"),
+    DjangoRQ("django-rq"), DjangoQ2("django-q2"), Dramatiq("dramatiq"), Procrastinate("procrastinate"),
 ]}
 
 
@@ -240,7 +329,8 @@ def measure(peer: Peer, jobs: int, latency: int) -> dict:
             job_id = peer.send(number)
             wait_until(lambda job_id=job_id: peer.done(job_id), timeout=60, interval=0.001, what=f"a job of {peer.name}")
             latencies.append((time.perf_counter() - started) * 1000)
-        return {"rate": jobs / seconds, "latencies": latencies}
+        version = importlib.metadata.version(peer.package) if peer.package else "—"  # in its virtualenv
+        return {"rate": jobs / seconds, "latencies": latencies, "version": version}
     except BaseException:
         log.seek(0)
         print(log.read()[-5000:], file=sys.stderr)
@@ -290,7 +380,7 @@ def main() -> None:
         print(json.dumps(measure(PEERS[arguments.measure], arguments.jobs, arguments.latency)))
         return
 
-    rates = {name: [] for name in arguments.peers}
+    rates, versions = {name: [] for name in arguments.peers}, {}
     latencies = {name: [] for name in arguments.peers}
     for round_number in range(1, arguments.rounds + 1):
         # Each round starts with the next system: none always follows the same one (what ran just before
@@ -301,19 +391,20 @@ def main() -> None:
             environment = peer.environment(database_for(arguments.server, peer))
             subprocess.run(peer.migrate(), cwd=ROOT, env=environment, check=True)
             result = subprocess.run(
-                [sys.executable, __file__, "--measure", name, "--jobs", str(arguments.jobs),
+                [peer.python, __file__, "--measure", name, "--jobs", str(arguments.jobs),
                  "--latency", str(arguments.latency)],
                 cwd=ROOT, env=environment, stdout=subprocess.PIPE, text=True, check=True,
             )
             figures = json.loads(result.stdout.strip().splitlines()[-1])
             rates[name].append(figures["rate"])
+            versions[name] = figures["version"]
             latencies[name] += figures["latencies"]
             print(f"round {round_number}: {name}: {figures['rate']:.0f} jobs/s, "
                   f"p50 {statistics.median(figures['latencies']):.1f} ms", file=sys.stderr)
-    report(arguments, rates, latencies)
+    report(arguments, rates, latencies, versions)
 
 
-def report(arguments, rates: dict, latencies: dict) -> None:
+def report(arguments, rates: dict, latencies: dict, versions: dict) -> None:
     median = {name: statistics.median(values) for name, values in rates.items()}
     base = median.get(PROJECT)
     print(f"\n{arguments.jobs} no-op jobs per round, 2 worker processes, {arguments.rounds} interleaved rounds; "
@@ -321,8 +412,7 @@ def report(arguments, rates: dict, latencies: dict) -> None:
     print("| system | version | jobs/s (median) | rounds | ratio to this project | latency p50 | p99 |")
     print("|---|---|---|---|---|---|---|")
     for name, values in rates.items():
-        package = PEERS[name].package
-        version = importlib.metadata.version(package) if package else "—"
+        version = versions[name]
         ratio = f"{median[name] / base:.2f}" if base else "—"
         print(f"| {name} | {version} | {median[name]:.0f} | {', '.join(f'{v:.0f}' for v in values)} | {ratio} "
               f"| {percentile(latencies[name], 0.5):.1f} ms | {percentile(latencies[name], 0.99):.1f} ms |")
