@@ -294,12 +294,12 @@ class SingleBeatScheduler(DatabaseScheduler):
                 entry.options = {**entry.options, "task_id": task_id, "argsrepr": (entry.model.args or "[]")[:size],
                                  "kwargsrepr": (entry.model.kwargs or "{}")[:size], "origin": self.origin}
                 queue = entry.options.get("queue") or job_queue(entry.task)
-                if queue in queues:
-                    if queue not in declared:
-                        self.producer.maybe_declare(queues[queue])
-                        declared.add(queue)
-                    entry.options["declare"] = []
                 try:
+                    if queue in queues:
+                        if queue not in declared:
+                            self.producer.maybe_declare(queues[queue])
+                            declared.add(queue)
+                        entry.options["declare"] = []
                     self.confirms.publish((entry.name, task_id), self.apply_async, entry, producer=self.producer,
                                           advance=False)
                 except Exception as exc:  # noqa: BLE001 - logged, recorded, and the others still go
