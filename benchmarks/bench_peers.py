@@ -227,7 +227,6 @@ class Dramatiq(Peer):
     Redis (its Results middleware; a Redis database of its own, one key a result)."""
 
     package = "dramatiq"
-    sent = {}  # message id -> message, to ask for its result
 
     def workers(self) -> list[list[str]]:
         return [[sys.executable, "-m", "django", "rundramatiq", "--processes", "2", "--threads", "1",
@@ -245,6 +244,7 @@ class Dramatiq(Peer):
             for queue in ("bench_dramatiq", "bench_dramatiq.DQ", "bench_dramatiq.XQ"):
                 broker.default_channel.queue_delete(queue)  # what an interrupted run left
         self.results().flushdb()
+        self.sent = {}  # message id -> message, to ask for its result
 
     def send(self, number: int) -> str:
         from benchmarks.dramatiq_tasks import add
