@@ -158,6 +158,13 @@ class JobTask(DjangoTask):
     unique: Unique | None = None  # see job() and Unique
     limit: Limit | None = None  # see job() and Limit
 
+    @property
+    def marked_at_start(self) -> bool:
+        """Whether a run is recorded STARTED as it starts, not once it has lasted
+        JOBS_STARTED_AFTER_SECONDS (jobs/results/started.py): a limit counts its STARTED runs, and a
+        unique job held until it starts lets its key go then."""
+        return self.limit is not None or (self.unique is not None and self.unique.until == "started")
+
     @cached_property
     def arguments_model(self) -> type[BaseModel]:
         """The strict pydantic model built from the task function's signature."""

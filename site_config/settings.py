@@ -188,12 +188,12 @@ ACTIVATION_MAX_AGE = timedelta(days=env.int("ACTIVATION_DAYS", default=3))
 JOBS_LAUNCH_RATE = env.str("JOBS_LAUNCH_RATE", default="60/m")
 # Jobs one person may have queued or running at once (a workflow's steps each count); 0: no limit.
 JOBS_MAX_UNFINISHED = env.int("JOBS_MAX_UNFINISHED", default=10_000)
-# The longest a unique job's key is held until its job starts or finishes (job(unique=...)): the bound
-# on a key whose job was lost before it reached the queue (a web process killed between its commit and
-# its publish). A job still queued after this long no longer keeps an identical one out.
 # Whether this process's workers send the jobs waiting on their limits (jobs/limits/dispatcher.py). Any one
 # worker dispatching is enough; turn it off for a worker that should only run jobs.
 JOBS_LIMITS_DISPATCH = env.bool("JOBS_LIMITS_DISPATCH", default=True)
+# The longest a unique job's key is held until its job starts or finishes (job(unique=...)): the bound
+# on a key whose job was lost before it reached the queue (a web process killed between its commit and
+# its publish). A job still queued after this long no longer keeps an identical one out.
 JOBS_UNIQUE_MAX_HOLD = timedelta(hours=env.int("JOBS_UNIQUE_MAX_HOLD_HOURS", default=24))
 
 # The fetch job (examples/fetch.py) fetches public addresses only; networks listed here too
@@ -241,6 +241,9 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="jobs.results:D
 # Store task name, args, kwargs and worker with each result, and record STARTED.
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_TRACK_STARTED = True
+# A run is recorded STARTED once it has lasted this long (jobs/results/started.py); a job that ends
+# sooner goes from PENDING to its outcome, which records when and where it started. 0: at every start.
+JOBS_STARTED_AFTER_SECONDS = env.float("JOBS_STARTED_AFTER_SECONDS", default=0.1)
 CELERY_RESULT_EXPIRES = timedelta(days=env.int("RESULT_RETENTION_DAYS", default=30))
 # A result that cannot be written because PostgreSQL restarted is written again on a new
 # connection, backing off from 0.1 s to 5 s, for about a minute, instead of being lost.

@@ -17,8 +17,8 @@ class TaskAsRequestWorkerFixup(django_fixup.DjangoWorkerFixup):
     new PostgreSQL connection (about two thirds of a short task's cost here). Django's request
     cycle instead keeps a connection for CONN_MAX_AGE and, with CONN_HEALTH_CHECKS, checks it
     before reuse, which also replaces a connection broken by a PostgreSQL restart. A task whose
-    first statement is its STARTED write skips that check: the write, retried on a new connection,
-    does its work.
+    first statement is its start's (the STARTED write, or the read of its state when that write
+    waits: started.py) skips that check: the statement, retried on a new connection, does its work.
 
     Only in prefork and solo pools. Django's connections belong to a thread: in the threads, gevent
     and eventlet pools every thread or greenlet that runs a task opens its own, and kept connections
@@ -38,8 +38,8 @@ class TaskAsRequestWorkerFixup(django_fixup.DjangoWorkerFixup):
         super().on_task_prerun(sender, **kwargs)
         if self.reuses_connections() and not getattr(sender.request, "is_eager", False) \
                 and started_write_checks_connection(sender):
-            # The task's first statement is its STARTED write, which the result backend retries on
-            # a new connection if this one broke: that write is the health check, and Django's
+            # The task's first statement is its start's, which the result backend retries on a new
+            # connection if this one broke: that statement is the health check, and Django's
             # SELECT 1 before it a round trip for nothing.
             from .models import StoredTaskResult  # not at import: Celery loads fixups before Django's apps
 
@@ -74,9 +74,9 @@ def install_django_fixup(app):
 
 
 def started_write_checks_connection(task) -> bool:
-    """Whether a run of `task` begins by storing STARTED through this project's result backend,
-    retried on a new connection when the database connection broke (DatabaseBackend.exception_safe_to_retry,
-    with CELERY_RESULT_BACKEND_ALWAYS_RETRY)."""
+    """Whether a run of `task` begins by storing STARTED through this project's result backend (or
+    reading its state, started.py), retried on a new connection when the database connection broke
+    (DatabaseBackend.exception_safe_to_retry, with CELERY_RESULT_BACKEND_ALWAYS_RETRY)."""
     from .backend import DatabaseBackend
     backend = task.backend
     return task.track_started and not task.ignore_result and isinstance(backend, DatabaseBackend) and backend.always_retry

@@ -11,7 +11,8 @@ its TaskResult table.
   batches, each its own short transaction.
 """
 import json
-from datetime import timedelta
+import os
+from datetime import datetime, timedelta
 
 from celery import states
 from celery.utils.time import maybe_timedelta
@@ -22,6 +23,7 @@ from django.utils import timezone
 from django_celery_results.managers import TaskResultManager
 
 from ..catalog import PROGRESS
+from .started import retried_on_a_new_connection
 
 # How an earlier delivery of a job ended, by the state its row was in when the job started again.
 DELIVERY_ENDINGS = {
@@ -78,12 +80,16 @@ class StoredResultManager(TaskResultManager):
             "periodic_task_name": periodic_task_name, "task_name": task_name, "task_args": task_args,
             "task_kwargs": task_kwargs, "worker": worker, "date_done": now,
         }
-        if "date_started" in kwargs:  # only with STARTED; later states keep it
-            fields["date_started"] = now
+        if "date_started" in kwargs:
+            # A start's own time; a later state gives it only for a run not marked STARTED when it
+            # began (started.py), and otherwise keeps the row's.
+            fields["date_started"] = now if status == states.STARTED else kwargs["date_started"]
         # The router's write database, as django-celery-results' own manager writes (never a replica).
         connection = connections[using or router.db_for_write(self.model._meta.concrete_model)]
         quote = connection.ops.quote_name
         table = quote(self.model._meta.db_table)
+        if status != states.STARTED and not os.environ.get("XP_NO_UPDATE") and self._state_updated(connection, table, task_id, fields):
+            return
         columns = ["task_id", "date_created", *fields]
         # A start over a run that may still be going on (the same message delivered again after a
         # connection loss, a broker node's crash) is refused: the run began less than RUN_LEASE ago,
@@ -124,6 +130,49 @@ class StoredResultManager(TaskResultManager):
                             "ended": DELIVERY_ENDINGS.get(status_before, status_before)}
                 cursor.execute(f"UPDATE {record_table} SET deliveries = deliveries || %s::jsonb WHERE result_id = %s",
                                [json.dumps([delivery]), pk])
+
+    # What a later state changes in the row its job's launch recorded (the rest it wrote already, as the
+    # worker would: name, arguments, encoding).
+    STATE_FIELDS = ("status", "result", "traceback", "meta", "worker", "date_done", "date_started")
+
+    def _state_updated(self, connection, table, task_id, fields) -> bool:
+        """Store a state after the start (progress, an outcome) in the row its launch recorded: a plain
+        UPDATE, a quarter of the upsert's work for PostgreSQL (which plans the upsert's lease and
+        delivery clauses each time, for a start only). False if there is no such row to update: none
+        (a job sent without a record), or a REVOKED one, which store_result's upsert leaves alone."""
+        changed = [name for name in self.STATE_FIELDS if name in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET {', '.join(f'{connection.ops.quote_name(name)} = %s' for name in changed)} "
+                "WHERE task_id = %s AND status <> %s",
+                [*(fields[name] for name in changed), task_id, states.REVOKED])
+            return cursor.rowcount == 1
+
+    def status_of(self, task_id: str, using: str | None = None) -> str | None:
+        """The job's stored state (None with no row), read where its states are written."""
+        connection = connections[using or router.db_for_write(self.model._meta.concrete_model)]
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT status FROM {connection.ops.quote_name(self.model._meta.db_table)} "
+                           "WHERE task_id = %s", [task_id])
+            row = cursor.fetchone()
+        return row and row[0]
+
+    def mark_started(self, task_id: str, result: str, worker: str, started: datetime, using: str | None = None) -> None:
+        """Record a run STARTED, as it was at `started`, if its record is still PENDING: not once it
+        reported progress or ended, was cancelled or claimed by another delivery (started.py). Committed
+        without waiting for the disk, as every STARTED write (store_result)."""
+        alias = using or router.db_for_write(self.model._meta.concrete_model)
+
+        def write():
+            connection = connections[alias]
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SET LOCAL synchronous_commit TO OFF; UPDATE {connection.ops.quote_name(self.model._meta.db_table)} "
+                    "SET status = %s, result = %s, worker = %s, date_started = %s, date_done = %s "
+                    "WHERE task_id = %s AND status = %s",
+                    [states.STARTED, result, worker, started, timezone.now(), task_id, states.PENDING])
+
+        retried_on_a_new_connection(alias, write)
 
     def delete_expired(self, expires: timedelta | float) -> int:
         """Delete results done longer than `expires` ago, a batch at a time; return how many."""

@@ -1,10 +1,11 @@
 """RabbitMQ virtual hosts of their own, for the tests and the benchmarks: as Django gives tests an
 empty database, these give them an empty broker, so a worker of a running `make run` never takes
 their jobs (nor theirs a real job)."""
+import os
 import shutil
 import subprocess
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 
@@ -61,3 +62,27 @@ def rabbitmqctl(*arguments: str, tries: int = 5) -> None:
             raise RuntimeError(f"rabbitmqctl {' '.join(arguments)} failed ({result.returncode}): "
                                f"{result.stderr.strip() or result.stdout.strip()}")
         time.sleep(2)
+
+
+def connections_close(pid: int, port: int = 5672) -> int:
+    """Have RabbitMQ close every connection process `pid` of this machine holds to it (on `port`), as a
+    network fault or a broker node's crash would end them while the process runs on; how many."""
+    sockets = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with suppress(OSError):
+            if (target := os.readlink(f"/proc/{pid}/fd/{fd}")).startswith("socket:["):
+                sockets.add(target[len("socket:["):-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                local, remote, inode = (fields := line.split())[1], fields[2], fields[9]
+                if inode in sockets and int(remote.rsplit(":", 1)[1], 16) == port:
+                    ports.add(int(local.rsplit(":", 1)[1], 16))
+    listed = subprocess.run(["rabbitmqctl", "-q", "--no-table-headers", "list_connections", "pid", "peer_port"],
+                            capture_output=True, text=True, timeout=60, check=True).stdout
+    closing = [connection for connection, peer_port in (line.split("\t") for line in listed.splitlines() if "\t" in line)
+               if int(peer_port) in ports]
+    for connection in closing:
+        rabbitmqctl("close_connection", connection, "closed by a test")
+    return len(closing)

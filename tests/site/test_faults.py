@@ -18,6 +18,7 @@ from itertools import pairwise
 from celery import current_app
 from django.db import connection
 from django.test import TransactionTestCase, tag
+from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from accounts.services import api_token_create
@@ -27,6 +28,7 @@ from jobs.launching.selectors import job_details
 from jobs.launching.services import job_launch
 from jobs.models import JobRecord
 from jobs.records.selectors import jobs_with_details
+from jobs.testing.broker import connections_close
 from jobs.testing.processes import Beat, Worker, dead_letter_count, wait_for
 
 BATCH = 30
@@ -106,6 +108,36 @@ class FaultTests(TransactionTestCase):
                  message=f"the second delivery to be put off, then to find the job done; logs:\n{logs()[-3000:]}")
         self.assertIn(f"Job {task_id} (jobs.probe) may still be running on test-", logs())
         self.assertEqual(Probe.objects.get(key=key).runs, 1)
+        self.assertEqual(TaskResult.objects.get(task_id=task_id).status, "SUCCESS")
+        self.assertEqual(JobRecord.objects.get(result__task_id=task_id).attempts, 1)
+
+    def test_a_short_job_handed_on_while_it_runs_unmarked_does_not_run_beside_itself(self):
+        """A job shorter than JOBS_STARTED_AFTER_SECONDS is not marked STARTED as it starts
+        (jobs/results/started.py). Its worker's connections to RabbitMQ are closed mid-run, as a network
+        fault or a broker node's crash ends them, while the worker process lives on: RabbitMQ hands the
+        message to another worker while the first run goes on, unmarked. That delivery waits until such
+        a run would have marked itself, then finds the job done and does nothing."""
+        environment = {"JOBS_STARTED_AFTER_SECONDS": "6"}  # the job takes 3 s: short of it
+        first = Worker(concurrency=1, queues="handed-on", environment=environment).start()
+        second = Worker(concurrency=1, queues="default", environment=environment).start()
+        self.addCleanup(second.stop)
+        self.addCleanup(first.stop)
+        key = f"probe-{uuid.uuid4().hex[:8]}"
+        task_id = job_launch(name="jobs.probe", args=[key, 3], options={"queue": "handed-on"}).task_id
+        wait_for(lambda: f"jobs.probe[{task_id}] received" in first.output(), message="the first delivery")
+        replies = current_app.control.add_consumer("handed-on", destination=[second.name], reply=True, timeout=10)
+        self.assertEqual(len(replies), 1, replies)
+        self.assertEqual(TaskResult.objects.get(task_id=task_id).status, "PENDING")  # running, unmarked
+        os.kill(first.process.pid, signal.SIGSTOP)  # its main process: the pool process runs on, nothing reconnects
+        self.addCleanup(first.resume)
+        closed_at = timezone.now()
+        self.assertGreater(connections_close(first.process.pid), 0)
+        wait_for(lambda: f"[{task_id}] ignored" in second.output(), timeout=60,
+                 message=f"the second delivery to find the job done; its log:\n{second.output()[-3000:]}")
+        self.assertIn(f"jobs.probe[{task_id}] received", second.output())
+        probe = Probe.objects.get(key=key)
+        self.assertGreater(probe.first_at, closed_at)  # the first run was still going when the message was handed on
+        self.assertEqual(probe.runs, 1)
         self.assertEqual(TaskResult.objects.get(task_id=task_id).status, "SUCCESS")
         self.assertEqual(JobRecord.objects.get(result__task_id=task_id).attempts, 1)
 

@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from celery import current_app
 from django.conf import settings
@@ -24,7 +24,7 @@ from jobs.exceptions import UnknownJob
 from jobs.models import JobRecord
 from jobs.testing.broker import throwaway_vhost
 from jobs.testing.databases import database_url, throwaway_database
-from jobs.testing.processes import free_port, wait_for
+from jobs.testing.processes import Worker, free_port, wait_for
 
 JOB = "jobs.add"  # the examples app's add(x, y)
 LAUNCH = ("POST", "/api/jobs/", json.dumps({"task": JOB, "kwargs": {"x": 1, "y": 2}}), 202)
@@ -85,11 +85,14 @@ class Command(BaseCommand):
             "Instead: how fast one user's reads answer while another user launches as fast as the limits "
             "(JOBS_LAUNCH_RATE, JOBS_MAX_UNFINISHED, as configured) let them, from 10 clients at once: "
             "the largest declared workflow, workflows of the whole budget, single jobs."))
+        parser.add_argument("--without-worker", action="store_true", help=(
+            "Measure with no worker running. By default a worker runs as the Procfile's (the default queue, "
+            "2 processes) and consumes the launched jobs on the same machine, as in production."))
         parser.add_argument("--web", action="append", help=(
             "A web server command to measure instead of the Procfile's (repeatable, to compare), with "
             "{port} for its port, e.g. 'gunicorn site_config.wsgi --bind 127.0.0.1:{port} --workers 2'."))
 
-    def handle(self, *args, clients, seconds, rounds, web, flood, **options):
+    def handle(self, *args, clients, seconds, rounds, web, flood, without_worker, **options):
         if clients < 1 or seconds <= 0 or rounds < 1:
             raise CommandError("--clients and --rounds must be at least 1, --seconds above 0.")
         try:
@@ -97,11 +100,16 @@ class Command(BaseCommand):
         except UnknownJob as exc:
             raise CommandError(f"The benchmark launches {JOB} (the examples app): install that app. {exc}") from exc
         commands = web or [procfile_web().replace("0.0.0.0:8000", "127.0.0.1:{port}")]
-        with throwaway_database("api"), throwaway_vhost(current_app.conf.broker_url, "bench_api") as broker:
+        with ExitStack() as stack:
+            stack.enter_context(throwaway_database("api"))
+            broker = stack.enter_context(throwaway_vhost(current_app.conf.broker_url, "bench_api"))
             user = User.objects.create_user("bench")
             _, key = api_token_create(user=user, name="bench")
+            if not without_worker:
+                worker = Worker(concurrency=2, queues="default", environment={"CELERY_BROKER_URL": broker}).start()
+                stack.callback(worker.stop)
             for command in commands:
-                self.stdout.write(f"\n{command}")
+                self.stdout.write(f"\n{command}{'' if without_worker else ', with a worker running the jobs'}")
                 if flood:
                     _, flooder_key = api_token_create(user=User.objects.create_user("flooder"), name="bench")
                     self.flood(command, broker, key, flooder_key, seconds, rounds)
