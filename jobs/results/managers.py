@@ -11,7 +11,6 @@ its TaskResult table.
   batches, each its own short transaction.
 """
 import json
-import os
 from datetime import datetime, timedelta
 
 from celery import states
@@ -88,7 +87,7 @@ class StoredResultManager(TaskResultManager):
         connection = connections[using or router.db_for_write(self.model._meta.concrete_model)]
         quote = connection.ops.quote_name
         table = quote(self.model._meta.db_table)
-        if status != states.STARTED and not os.environ.get("XP_NO_UPDATE") and self._state_updated(connection, table, task_id, fields):
+        if status != states.STARTED and self._state_updated(connection, table, task_id, fields):
             return
         columns = ["task_id", "date_created", *fields]
         # A start over a run that may still be going on (the same message delivered again after a

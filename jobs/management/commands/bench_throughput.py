@@ -35,8 +35,6 @@ VARIANTS = {
     OURS: {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend"},
     DJANGO_TASKS: {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend", "BENCH_API": "django.tasks"},
     RPC: {"CELERY_RESULT_BACKEND": "rpc://"},
-    "XP deferral only": {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend", "XP_NO_UPDATE": "1"},
-    "XP neither (before)": {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend", "XP_NO_UPDATE": "1", "JOBS_STARTED_AFTER_SECONDS": "0"},
     # This project with every run marked STARTED as it starts, as before JOBS_STARTED_AFTER_SECONDS.
     STARTED_AT_START: {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend", "JOBS_STARTED_AFTER_SECONDS": "0"},
     "PostgreSQL, stock django-db backend": {"CELERY_RESULT_BACKEND": "django-db"},
