@@ -130,9 +130,10 @@ class StoredResultManager(TaskResultManager):
                 cursor.execute(f"UPDATE {record_table} SET deliveries = deliveries || %s::jsonb WHERE result_id = %s",
                                [json.dumps([delivery]), pk])
 
-    # What a later state changes in the row its job's launch recorded (the rest it wrote already, as the
-    # worker would: name, arguments, encoding).
-    STATE_FIELDS = ("status", "result", "traceback", "meta", "worker", "date_done", "date_started")
+    # What a later state changes in the row its job's launch recorded: the arguments too, as the worker
+    # ran them (a chain's step gets its predecessor's result); name and encoding stay as recorded.
+    STATE_FIELDS = ("status", "result", "traceback", "meta", "worker", "date_done", "date_started", "task_args",
+                    "task_kwargs")
 
     def _state_updated(self, connection, table, task_id, fields) -> bool:
         """Store a state after the start (progress, an outcome) in the row its launch recorded: a plain

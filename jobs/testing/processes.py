@@ -22,6 +22,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def procfile_web(bind: str) -> str:
+    """The Procfile's web command (what `make run` and compose run), listening on `bind` (host:port)."""
+    line = next(line for line in (settings.BASE_DIR / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    return line.removeprefix("web:").strip().replace("${WEB_HOST:-127.0.0.1}:$PORT", bind)
+
+
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
     """Poll `predicate` until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -13,14 +12,7 @@ from django.test import TransactionTestCase
 
 from accounts.emails import activation_link
 from jobs.testing.databases import database_url
-from jobs.testing.processes import free_port, wait_for
-
-
-def procfile_web(port: int) -> list[str]:
-    """The Procfile's web command, on `port` of loopback."""
-    line = next(line for line in (Path(settings.BASE_DIR) / "Procfile").read_text().splitlines()
-                if line.startswith("web:"))
-    return shlex.split(line.removeprefix("web:").replace("${WEB_HOST:-127.0.0.1}:$PORT", f"127.0.0.1:{port}"))
+from jobs.testing.processes import free_port, procfile_web, wait_for
 
 
 class AccessLogTests(TransactionTestCase):
@@ -34,8 +26,8 @@ class AccessLogTests(TransactionTestCase):
         environment = {**os.environ, "DATABASE_URL": database_url(),
                        "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
         with tempfile.TemporaryFile("w+") as log:
-            server = subprocess.Popen(procfile_web(port), cwd=settings.BASE_DIR, env=environment, stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+            server = subprocess.Popen(shlex.split(procfile_web(f"127.0.0.1:{port}")), cwd=settings.BASE_DIR,
+                                      env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 wait_for(lambda: _get(f"http://127.0.0.1:{port}/accounts/login/") is not None, timeout=30, interval=0.2,
                          message="the web server")

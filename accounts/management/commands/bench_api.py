@@ -24,7 +24,7 @@ from jobs.exceptions import UnknownJob
 from jobs.models import JobRecord
 from jobs.testing.broker import throwaway_vhost
 from jobs.testing.databases import database_url, throwaway_database
-from jobs.testing.processes import Worker, free_port, wait_for
+from jobs.testing.processes import Worker, free_port, procfile_web, wait_for
 
 JOB = "jobs.add"  # the examples app's add(x, y)
 LAUNCH = ("POST", "/api/jobs/", json.dumps({"task": JOB, "kwargs": {"x": 1, "y": 2}}), 202)
@@ -61,15 +61,6 @@ def flood_client(port, key, attack, polite, stop, answers):
     answers.put(tally)
 
 
-def procfile_web() -> str:
-    """The Procfile's web command: what `make run` and compose run."""
-    for line in (settings.BASE_DIR / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return line.removeprefix("web:").strip()
-    raise CommandError("The Procfile has no web process.")
-
-
-
 class Command(BaseCommand):
     help = (
         "Start the web server as the Procfile runs it (or --web), then measure POST /api/jobs/ "
@@ -99,7 +90,7 @@ class Command(BaseCommand):
             find_job(JOB)
         except UnknownJob as exc:
             raise CommandError(f"The benchmark launches {JOB} (the examples app): install that app. {exc}") from exc
-        commands = web or [procfile_web().replace("0.0.0.0:8000", "127.0.0.1:{port}")]
+        commands = web or [procfile_web("127.0.0.1:{port}")]
         with ExitStack() as stack:
             stack.enter_context(throwaway_database("api"))
             broker = stack.enter_context(throwaway_vhost(current_app.conf.broker_url, "bench_api"))
