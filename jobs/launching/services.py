@@ -41,10 +41,11 @@ def job_launch(
     """
     task = find_job(name, user=None if system else launched_by)
     arguments = task.json_arguments(args, kwargs)
-    with transaction.atomic():
-        task_id, launched = job_enqueue(task=task, arguments=arguments, options=options or {},
-                                        launched_by=launched_by, origin=origin, retry_of=retry_of)
-        result = jobs_with_details().get(task_id=task_id)
+    task_id, launched = job_enqueue(task=task, arguments=arguments, options=options or {},
+                                    launched_by=launched_by, origin=origin, retry_of=retry_of)
+    # Read once the launch's transaction (and its per-person lock, jobs/records/services.py) is over:
+    # another launch of the same person waits on nothing but the record.
+    result = jobs_with_details().get(task_id=task_id)
     result.launched = launched
     return result
 
