@@ -12,7 +12,7 @@ from django_celery_results.models import TaskResult
 from ..catalog import PROGRESS, find_job
 from ..exceptions import JobNotCancellable, JobNotRetryable
 from ..records.models import JobAction, JobRecord
-from ..records.selectors import jobs_with_details
+from ..records.selectors import jobs_with_details, new_job_with_details
 from ..records.services import job_enqueue, revoked_result
 from ..workflows.services import workflow_step_retry, workflow_steps_revoked
 from . import selectors
@@ -45,7 +45,10 @@ def job_launch(
                                     launched_by=launched_by, origin=origin, retry_of=retry_of)
     # Read once the launch's transaction (and its per-person lock, jobs/records/services.py) is over:
     # another launch of the same person waits on nothing but the record.
-    result = jobs_with_details().get(task_id=task_id)
+    if launched and retry_of is None and task.limit is None:
+        result = new_job_with_details(task_id)
+    else:
+        result = jobs_with_details().get(task_id=task_id)
     result.launched = launched
     return result
 

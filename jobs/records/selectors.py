@@ -28,6 +28,15 @@ def jobs_with_details() -> QuerySet[TaskResult]:
     )
 
 
+def new_job_with_details(task_id: str) -> TaskResult:
+    """A job just launched, as jobs_with_details() reads it, for one that is not a retry, no workflow's
+    step and under no limit: nothing retries it yet and it waits on no limit, so its row and record are
+    all there is to read (jobs_with_details() cost a launch a quarter of its CPU)."""
+    result = TaskResult.objects.select_related("record__launched_by").get(task_id=task_id)
+    result.retried_as_ids, result.limit_key, result.limit_waiting_since = [], None, None
+    return result
+
+
 def sees_every_job(user: AbstractBaseUser) -> bool:
     """Whether `user` sees everyone's jobs: the results admin's view permission, as in the admin."""
     return user.has_perm("django_celery_results.view_taskresult")
