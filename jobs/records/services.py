@@ -119,7 +119,7 @@ def record_job_sql() -> str:
 
 
 def job_records_create(jobs: list[dict[str, Any]]) -> None:
-    """Record PENDING, in one statement, jobs given as dicts of task_id, task_name, args, kwargs,
+    """Record PENDING, in one round trip, jobs given as dicts of task_id, task_name, args, kwargs,
     queue, periodic_task_name and optionally launched_by, origin, retry_of, step_id."""
     now = timezone.now()
     rows = []

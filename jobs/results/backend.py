@@ -1,5 +1,5 @@
 """The result backend: django-celery-results' database backend, writing through
-jobs.results.managers.StoredResultManager (one upsert per state change, batched retention), with a
+jobs.results.managers.StoredResultManager (one statement per state change, batched retention), with a
 run's STARTED state written once it has lasted JOBS_STARTED_AFTER_SECONDS (started.py)."""
 import time
 from functools import partial

@@ -5,7 +5,8 @@ its TaskResult table.
   updates it: up to four round trips, twice per task (STARTED, then the outcome). One
   INSERT … ON CONFLICT (task_id) DO UPDATE does the same, cannot race another writer, and leaves a
   REVOKED (cancelled) row alone, which also tells the worker not to run the job. The STARTED
-  write does not wait for the disk (see store_result).
+  write does not wait for the disk (see store_result). A later state (progress, the outcome) is a
+  plain UPDATE of the row the launch recorded, when there is one (_state_updated).
 - Deleting expired results (beat's daily celery.backend_cleanup): the stock manager deletes them
   in one statement, which holds its locks for as long as millions of rows take; here they go in
   batches, each its own short transaction.
