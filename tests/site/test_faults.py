@@ -168,7 +168,10 @@ class FaultTests(TransactionTestCase):
         """Its reserved and running jobs go back to the queue and run on another worker."""
         doomed = Worker(concurrency=2).start()
         task_ids = self.launch_batch(seconds=0.3)
-        wait_for(lambda: self.done(task_ids) >= 5, message="a few jobs to finish")
+        # Killed while a job is marked running: a run is marked STARTED 0.1 s into its 0.3 s
+        # (JOBS_STARTED_AFTER_SECONDS), so at a moment picked otherwise both may be unmarked.
+        wait_for(lambda: self.done(task_ids) >= 5 and TaskResult.objects.filter(
+            task_id__in=task_ids, status="STARTED").exists(), message="a few jobs to finish, one to be running")
         doomed.kill()
         killed_at = time.monotonic()
         running = list(TaskResult.objects.filter(task_id__in=task_ids, status="STARTED").values_list("task_id", flat=True))
