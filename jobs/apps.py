@@ -11,6 +11,7 @@ class JobsConfig(AppConfig):
 
     def ready(self):
         from celery.signals import (
+            after_task_publish,
             before_task_publish,
             celeryd_after_setup,
             task_failure,
@@ -38,6 +39,7 @@ class JobsConfig(AppConfig):
         pre_save.connect(scheduling.crontab_saving, sender=CrontabSchedule)
         # Every job has a record from the moment it is sent, whoever sends it.
         before_task_publish.connect(records.job_published)
+        after_task_publish.connect(records.job_publish_confirmed)
         task_retry.connect(records.job_retried)
         settled_job_delivered.connect(records.settled_job_delivered)
         # A unique job sent from code claims its key; a limited job waits for its limit.

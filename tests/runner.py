@@ -13,6 +13,7 @@ from django.db import connection
 from django.test import override_settings
 from django.test.runner import DiscoverRunner
 
+from jobs.records import alongside
 from jobs.testing.broker import management_plugin_enable, recreate_vhost, url_vhost_and_user, vhost_url
 from jobs.testing.pgbouncer import PgBouncer
 from site_config import celery_app
@@ -41,6 +42,7 @@ class TestRunner(DiscoverRunner):
         celery_app.conf.broker_url = os.environ["CELERY_BROKER_URL"] = url
 
     def teardown_databases(self, old_config, **kwargs):
+        alongside.close()  # its connection would keep the test database from being dropped
         if getattr(self, "pgbouncer", None):  # its pooled connections would keep the test database from being dropped
             self.pgbouncer.disconnect(connection.settings_dict["NAME"])
         super().teardown_databases(old_config, **kwargs)

@@ -26,6 +26,11 @@ def job_published(sender: str, headers: dict, body, routing_key: str, **kwargs) 
     )
 
 
+def job_publish_confirmed(**kwargs) -> None:
+    """after_task_publish: the broker has the message; the record written alongside it is committed."""
+    services.job_record_confirmed()
+
+
 def job_retried(sender, request, reason, **kwargs) -> None:
     """task_retry (on the worker): count the attempt and keep the error that caused it."""
     services.job_record_retried(task_id=request.id, reason=str(reason))

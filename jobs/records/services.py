@@ -15,7 +15,7 @@ from celery.utils.saferepr import saferepr
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_celery_results.models import TaskResult
@@ -25,7 +25,7 @@ from ..catalog import PROGRESS, JobTask, new_task_id
 from ..exceptions import JobQueueUnavailable, LaunchLimitReached
 from ..limits.services import job_wait, passing
 from ..results.backend import DatabaseBackend
-from . import selectors
+from . import alongside, selectors
 from .models import JobRecord, UniqueKey
 
 logger = logging.getLogger(__name__)
@@ -118,36 +118,44 @@ def record_job_sql() -> str:
     return RECORD_JOB_SQL.format(results=TaskResult._meta.db_table, records=JobRecord._meta.db_table)
 
 
+def job_row(job: dict[str, Any]) -> tuple:
+    """The values one job's record is written with (RECORD_JOBS_SQL's job)."""
+    launched_by, retry_of = job.get("launched_by"), job.get("retry_of")
+    return (
+        # task_args/kwargs encoded as the worker will store them once it picks the job up
+        job["task_id"], job["task_name"], json.dumps(saferepr(tuple(job["args"]))),
+        json.dumps(saferepr(job["kwargs"])), job["periodic_task_name"],
+        launched_by.pk if launched_by else None,
+        job.get("origin") or (JobRecord.Origin.SCHEDULE if job["periodic_task_name"] else JobRecord.Origin.CODE),
+        json.dumps({"args": list(job["args"]), "kwargs": job["kwargs"]}), job["queue"],
+        retry_of.pk if retry_of else None, job.get("step_id"),
+    )
+
+
+def job_record_statement(job: dict[str, Any]) -> tuple[str, list]:
+    """One job's record: RECORD_JOB_SQL and its parameters."""
+    task_id, task_name, task_args, task_kwargs, periodic_task_name, *record = job_row(job)
+    now = timezone.now()
+    return record_job_sql(), [task_id, task_name, states.PENDING, task_args, task_kwargs, periodic_task_name,
+                              now, now, *record]
+
+
 def job_records_create(jobs: list[dict[str, Any]]) -> None:
     """Record PENDING, in one round trip, jobs given as dicts of task_id, task_name, args, kwargs,
     queue, periodic_task_name and optionally launched_by, origin, retry_of, step_id."""
-    now = timezone.now()
-    rows = []
-    for job in jobs:
-        launched_by, retry_of = job.get("launched_by"), job.get("retry_of")
-        rows.append((
-            # task_args/kwargs encoded as the worker will store them once it picks the job up
-            job["task_id"], job["task_name"], json.dumps(saferepr(tuple(job["args"]))),
-            json.dumps(saferepr(job["kwargs"])), job["periodic_task_name"],
-            launched_by.pk if launched_by else None,
-            job.get("origin") or (JobRecord.Origin.SCHEDULE if job["periodic_task_name"] else JobRecord.Origin.CODE),
-            json.dumps({"args": list(job["args"]), "kwargs": job["kwargs"]}), job["queue"],
-            retry_of.pk if retry_of else None, job.get("step_id"),
-        ))
     with connection.cursor() as cursor:
-        if len(rows) == 1:
-            (task_id, task_name, task_args, task_kwargs, periodic_task_name, *record), = rows
-            cursor.execute(record_job_sql(), [task_id, task_name, states.PENDING, task_args, task_kwargs,
-                                              periodic_task_name, now, now, *record])
+        if len(jobs) == 1:
+            cursor.execute(*job_record_statement(jobs[0]))
             return
         sql = RECORD_JOBS_SQL.format(
-            values=", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows)),
+            values=", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(jobs)),
             results=TaskResult._meta.db_table, records=JobRecord._meta.db_table,
             user_key=JobRecord._meta.get_field("launched_by").target_field.db_type(connection),
             record_key=JobRecord._meta.pk.target_field.db_type(connection),
             step_key=JobRecord._meta.get_field("step").target_field.db_type(connection),
         )
-        cursor.execute(sql, [*(value for row in rows for value in row), states.PENDING, now, now])
+        now = timezone.now()
+        cursor.execute(sql, [*(value for job in jobs for value in job_row(job)), states.PENDING, now, now])
 
 
 def job_enqueue(*, task: JobTask, arguments: dict[str, Any], options: dict[str, Any],
@@ -276,8 +284,32 @@ def job_record_published(*, task_id: str, task_name: str, args: list, kwargs: di
     """Record PENDING a job that beat or code sent without recording it first (job_launch does)."""
     if task_id in recorded.get():
         return
-    job_records_create([{"task_id": task_id, "task_name": task_name, "args": args, "kwargs": kwargs,
-                          "queue": queue, "periodic_task_name": periodic_task_name}])
+    job = {"task_id": task_id, "task_name": task_name, "args": args, "kwargs": kwargs, "queue": queue,
+           "periodic_task_name": periodic_task_name}
+    # Its answer read once the broker has the message (job_record_confirmed).
+    if not (alongside.usable() and alongside.record_start(*job_record_statement(job),
+                                                          again=lambda: job_record_again(job))):
+        job_records_create([job])
+
+
+def job_record_confirmed() -> None:
+    """The broker confirmed a job's message: its record, written alongside, is committed (or written again)."""
+    alongside.record_finish()
+
+
+def job_record_again(job: dict[str, Any]) -> None:
+    """Write the record of a job already published: a worker that picked it up first may have
+    written its row (a job's row with no record, as for any job sent without one), which the
+    record then takes."""
+    try:
+        job_records_create([job])
+    except IntegrityError:
+        _, _, _, _, _, launched_by, origin, arguments, queue, retry_of, step = job_row(job)
+        result = TaskResult.objects.filter(task_id=job["task_id"]).values_list("pk", flat=True).first()
+        if result is not None:  # else gone again: nothing to add the record to
+            JobRecord.objects.get_or_create(result_id=result, defaults={
+                "launched_by_id": launched_by, "origin": origin, "arguments": json.loads(arguments), "queue": queue,
+                "retry_of_id": retry_of, "step_id": step})
 
 
 def job_send_again(*, task: JobTask, countdown: int) -> None:

@@ -11,6 +11,7 @@ from django_celery_results.models import TaskResult
 from jobs.catalog import find_job
 from jobs.launching.services import job_launch, job_retry
 from jobs.models import JobRecord
+from jobs.records import alongside
 from jobs.testing.processes import Worker, dead_letter_count, wait_for
 from tests.users import grant
 
@@ -208,6 +209,7 @@ class ThreadsPoolConnectionTests(TransactionTestCase):
 
 def backends() -> set[int]:
     """The PostgreSQL backends of this database other than this process's own."""
+    alongside.close()  # this process's second, should an earlier test have sent a job from code
     with connection.cursor() as cursor:
         cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
         return {pid for (pid,) in cursor.fetchall()}

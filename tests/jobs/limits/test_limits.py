@@ -66,14 +66,21 @@ class WaitingTests(TransactionTestCase):
     def test_jobs_over_their_rate_wait_in_order_and_other_keys_go_on(self):
         began = timezone.now()
         launched = [self.fetch(f"https://a.example/{n}") for n in range(6)]
+        launching = timezone.now() - began
         other = self.fetch("https://b.example/")
-        # 10/s lets 2 go at once (the burst of 200 ms), per host; the rest wait, in the database.
-        self.assertEqual(queued(), 3)
-        sent = set(TaskResult.objects.values_list("task_id", flat=True)) - set(
-            WaitingJob.objects.values_list("task_id", flat=True))
-        self.assertEqual(sent, {launched[0].task_id, launched[1].task_id, other.task_id})
+        # 10/s lets 2 go at once (the burst of 200 ms), per host, and one more for each 100 ms the
+        # launches took (about 200 ms on a 2-core machine, its first launch's setup included); the
+        # rest wait, in the database.
+        waiting_ids = set(WaitingJob.objects.values_list("task_id", flat=True))
+        went = [result.task_id for result in launched if result.task_id not in waiting_ids]
+        self.assertEqual(went, [result.task_id for result in launched[:len(went)]])  # the oldest
+        self.assertGreaterEqual(len(went), 2)
+        self.assertLessEqual(len(went), 2 + launching // timedelta(milliseconds=100))
+        self.assertLess(len(went), 5, "the launches took too long for any to wait")
+        self.assertNotIn(other.task_id, waiting_ids)
+        self.assertEqual(queued(), len(went) + 1)
         self.assertEqual(TaskResult.objects.filter(status=states.PENDING).count(), 7)  # all recorded
-        waiting = job_details(jobs_with_details().get(task_id=launched[2].task_id))["waiting"]
+        waiting = job_details(jobs_with_details().get(task_id=launched[len(went)].task_id))["waiting"]
         self.assertRegex(waiting, r"^Waiting on its limit, 10/s per host \(a.example\), for \d s\.$")
 
         # As time passes, they go, oldest first; never faster than the rate.
@@ -84,11 +91,11 @@ class WaitingTests(TransactionTestCase):
             before = set(WaitingJob.objects.values_list("task_id", flat=True))
             key_dispatch(task, "a.example")
             order += sorted(before - set(WaitingJob.objects.values_list("task_id", flat=True)))
-        self.assertEqual(order, [result.task_id for result in launched[2:2 + len(order)]])
-        # 10/s from a bucket the first two emptied: one per 100 ms since then, never more.
-        self.assertGreaterEqual(len(order), 3)
-        self.assertLessEqual(len(order), (timezone.now() - began) / timedelta(milliseconds=100))
-        self.assertEqual(queued(), 3 + len(order))
+        self.assertEqual(order, [result.task_id for result in launched[len(went):len(went) + len(order)]])
+        # 10/s from a bucket the first ones emptied: one per 100 ms since then, never more.
+        self.assertGreaterEqual(len(order), min(3, len(launched) - len(went)))
+        self.assertLessEqual(len(went) + len(order), 2 + (timezone.now() - began) // timedelta(milliseconds=100))
+        self.assertEqual(queued(), len(went) + 1 + len(order))
 
     def test_a_concurrency_limit_sends_the_next_when_one_ends(self):
         first, second, third = (job_launch(name="testapp.import_for", kwargs={"owner": 1, "label": str(n)})
