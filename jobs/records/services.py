@@ -166,6 +166,11 @@ def job_enqueue(*, task: JobTask, arguments: dict[str, Any], options: dict[str, 
     stands for this launch and whether it is a new one: a unique job whose key another holds launches
     nothing, and the id is that one's. job_launch, without reading the row back for a page."""
     task_id = task_id or new_task_id()
+    if launched_by is None and retry_of is None and origin == JobRecord.Origin.CODE and not (task.unique or task.limit) \
+            and alongside.usable():
+        # A record that says no more than the message: written by the publish, alongside it (job_published).
+        job_publish(task, task_id, arguments, options, recorded_before=False)
+        return task_id, True
     # A person's launch takes their lock for the JOBS_MAX_UNFINISHED count with the record, a unique job
     # its key; otherwise the record is one statement, in the caller's transaction if there is one (not a
     # BEGIN and COMMIT of its own).
@@ -258,6 +263,7 @@ def job_publish_failed(*, task_id: str, error: Exception | str) -> bool:
     than FAILURE, which a worker would overwrite by running it. Only while it is still PENDING:
     if a worker has taken it already, the message did get through, and False says it was launched
     after all."""
+    alongside.record_finish()  # a record written alongside the publish is committed first
     return bool(TaskResult.objects.filter(task_id=task_id, status=states.PENDING).update(
         status=states.REVOKED,
         result=json.dumps({"exc_type": "JobQueueUnavailable", "exc_message": [
@@ -266,8 +272,11 @@ def job_publish_failed(*, task_id: str, error: Exception | str) -> bool:
     ))
 
 
-def job_publish(task: JobTask, task_id: str, arguments: dict[str, Any], options: dict[str, Any]) -> None:
-    token = recorded.set(frozenset([task_id]))
+def job_publish(task: JobTask, task_id: str, arguments: dict[str, Any], options: dict[str, Any],
+                recorded_before: bool = True) -> None:
+    """Publish a job; JobQueueUnavailable, its record settled, if the broker would not take it.
+    `recorded_before=False`: its record is written by the publish (job_published)."""
+    token = recorded.set(frozenset([task_id]) if recorded_before else recorded.get())
     try:
         task.apply_async(kwargs=arguments, task_id=task_id, **options)
     except OperationalError as exc:

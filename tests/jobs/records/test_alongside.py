@@ -5,13 +5,16 @@ from unittest import mock
 from celery import current_app as celery_app
 from celery import states
 from django.db import connection, transaction
+from django.tasks import task_backends
 from django.test import TransactionTestCase
 from django.test.utils import CaptureQueriesContext
 from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
 
 from jobs.catalog import find_job, new_task_id
+from jobs.exceptions import JobQueueUnavailable
 from jobs.records import alongside
+from tests.testapp.tasks import multiply
 
 QUEUE = "alongside"  # of these tests alone: no test's worker takes these messages
 
@@ -83,3 +86,31 @@ class RecordedAlongsideTests(TransactionTestCase):
             task_id = self.send()
         self.assertEqual(inserts_on_django_s_connection(queries), 1)
         self.assertRecorded(task_id)
+
+
+class EnqueuedAlongsideTests(TransactionTestCase):
+    """Django's `.enqueue()` outside a transaction: its record says no more than its message, so the
+    publish writes it, alongside; a refused publish still settles it, never to run."""
+
+    def setUp(self):
+        task_backends["default"].queues.add(QUEUE)
+        self.addCleanup(task_backends["default"].queues.discard, QUEUE)
+        self.task = multiply.using(queue_name=QUEUE)
+
+    def tearDown(self):
+        with celery_app.connection_for_write() as broker:
+            broker.default_channel.queue_delete(QUEUE)
+
+    def test_an_enqueue_is_recorded_alongside_its_publish(self):
+        with CaptureQueriesContext(connection) as queries:
+            result = self.task.enqueue(6, y=7)
+        self.assertEqual(inserts_on_django_s_connection(queries), 0)
+        stored = TaskResult.objects.get(task_id=result.id)
+        self.assertEqual((stored.status, stored.record.origin, stored.record.queue, stored.record.arguments),
+                         (states.PENDING, "code", QUEUE, {"args": [], "kwargs": {"x": 6, "y": 7}}))
+
+    def test_an_enqueue_the_broker_refused_is_settled_never_to_run(self):
+        with mock.patch("kombu.messaging.Producer.publish", side_effect=OperationalError("connection refused")), \
+                self.assertRaises(JobQueueUnavailable):
+            self.task.enqueue(6, y=7)
+        self.assertEqual(TaskResult.objects.get().status, states.REVOKED)
