@@ -244,6 +244,9 @@ CELERY_TASK_TRACK_STARTED = True
 # A run is recorded STARTED once it has lasted this long (jobs/results/started.py); a job that ends
 # sooner goes from PENDING to its outcome, which records when and where it started. 0: at every start.
 JOBS_STARTED_AFTER_SECONDS = env.float("JOBS_STARTED_AFTER_SECONDS", default=0.1)
+# A job sent from code outside a transaction has its record written on a second connection of the
+# process while the message is published (jobs/records/alongside.py); false: on Django's, before it.
+JOBS_RECORD_ALONGSIDE = env.bool("JOBS_RECORD_ALONGSIDE", default=True)
 CELERY_RESULT_EXPIRES = timedelta(days=env.int("RESULT_RETENTION_DAYS", default=30))
 # A result that cannot be written because PostgreSQL restarted is written again on a new
 # connection, backing off from 0.1 s to 5 s, for about a minute, instead of being lost.

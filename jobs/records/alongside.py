@@ -20,6 +20,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 import psycopg2
+from django.conf import settings
 from django.db import connection
 from psycopg2.extras import wait_select
 
@@ -30,8 +31,10 @@ inherited = []  # a parent process's connections, kept from being closed here, w
 
 
 def usable() -> bool:
-    """Whether a send now can be recorded alongside: on PostgreSQL, with no transaction to join."""
-    return connection.vendor == "postgresql" and not connection.in_atomic_block
+    """Whether a send now can be recorded alongside: on PostgreSQL, with no transaction to join,
+    unless JOBS_RECORD_ALONGSIDE is off."""
+    return getattr(settings, "JOBS_RECORD_ALONGSIDE", True) and connection.vendor == "postgresql" and \
+        not connection.in_atomic_block
 
 
 def record_start(sql: str, parameters: list, again: Callable[[], None]) -> bool:

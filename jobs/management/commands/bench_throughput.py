@@ -31,12 +31,15 @@ RPC = "rpc://"
 DJANGO_TASK = "examples.tasks.add_numbers"
 DJANGO_TASKS = "PostgreSQL (this project), django.tasks"
 STARTED_AT_START = "PostgreSQL (this project), STARTED written at every start"
+RECORD_BEFORE = "PostgreSQL (this project), record written before the publish"
 VARIANTS = {
     OURS: {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend"},
     DJANGO_TASKS: {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend", "BENCH_API": "django.tasks"},
     RPC: {"CELERY_RESULT_BACKEND": "rpc://"},
     # This project with every run marked STARTED as it starts, as before JOBS_STARTED_AFTER_SECONDS.
     STARTED_AT_START: {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend", "JOBS_STARTED_AFTER_SECONDS": "0"},
+    # This project with each record written before its message is published, not alongside it.
+    RECORD_BEFORE: {"CELERY_RESULT_BACKEND": "jobs.results:DatabaseBackend", "JOBS_RECORD_ALONGSIDE": "false"},
     "PostgreSQL, stock django-db backend": {"CELERY_RESULT_BACKEND": "django-db"},
     # Stock Celery: the stock backend, and a new database connection for every task.
     "PostgreSQL, stock django-db and Celery": {"CELERY_RESULT_BACKEND": "django-db", "DATABASE_CONN_MAX_AGE": "0"},

@@ -6,7 +6,7 @@ from celery import current_app as celery_app
 from celery import states
 from django.db import connection, transaction
 from django.tasks import task_backends
-from django.test import TransactionTestCase
+from django.test import TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
@@ -79,6 +79,13 @@ class RecordedAlongsideTests(TransactionTestCase):
         with CaptureQueriesContext(connection) as queries:
             task_id = self.send()
         self.assertEqual(inserts_on_django_s_connection(queries), 0)
+        self.assertRecorded(task_id)
+
+    @override_settings(JOBS_RECORD_ALONGSIDE=False)
+    def test_with_the_setting_off_the_record_is_written_on_django_s_connection_before_the_publish(self):
+        with CaptureQueriesContext(connection) as queries:
+            task_id = self.send()
+        self.assertEqual(inserts_on_django_s_connection(queries), 1)
         self.assertRecorded(task_id)
 
     def test_inside_a_transaction_the_record_is_the_transaction_s(self):
