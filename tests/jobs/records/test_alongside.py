@@ -1,12 +1,12 @@
 """A job sent from code outside a transaction is recorded alongside its publish (jobs/records/alongside.py),
 on the real database and the real broker (the tests' own virtual host): these commit."""
-from unittest import mock
+from unittest import mock, skipIf
 
 from celery import current_app as celery_app
 from celery import states
 from django.db import connection, transaction
 from django.tasks import task_backends
-from django.test import TransactionTestCase, override_settings
+from django.test import TransactionTestCase, override_settings, tag
 from django.test.utils import CaptureQueriesContext
 from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
@@ -23,6 +23,7 @@ def inserts_on_django_s_connection(queries: CaptureQueriesContext) -> int:
     return sum(query["sql"].lstrip().upper().startswith("INSERT") for query in queries.captured_queries)
 
 
+@tag("integration")  # through PgBouncer too (.ci/run)
 class RecordedAlongsideTests(TransactionTestCase):
     def tearDown(self):
         with celery_app.connection_for_write() as broker:
@@ -52,6 +53,8 @@ class RecordedAlongsideTests(TransactionTestCase):
         self.assertRecorded(task_id, status=states.STARTED)
         self.assertEqual(TaskResult.objects.count(), 1)
 
+    @skipIf(connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"),
+            "behind PgBouncer, the connection's backend is PgBouncer's to hand out, not this test's to terminate")
     def test_a_broken_connection_is_left_for_django_s_and_opened_again_for_the_next_send(self):
         self.send()
         with connection.cursor() as cursor:  # as a PostgreSQL restart does to it
@@ -95,6 +98,7 @@ class RecordedAlongsideTests(TransactionTestCase):
         self.assertRecorded(task_id)
 
 
+@tag("integration")
 class EnqueuedAlongsideTests(TransactionTestCase):
     """Django's `.enqueue()` outside a transaction: its record says no more than its message, so the
     publish writes it, alongside; a refused publish still settles it, never to run."""
