@@ -12,7 +12,9 @@ sent without a record, the record is written again on Django's connection and ta
 (services.job_record_again). So is one whose connection broke (a PostgreSQL restart, an idle timeout).
 
 One connection a process, opened when it first sends: a send while another thread of the process is
-writing its record writes its own the usual way, on Django's connection, rather than wait."""
+writing its record writes its own the usual way, on Django's connection, rather than wait. A thread
+whose publish raised reads its record's answer when it next sends; until then the others write theirs
+the usual way."""
 import logging
 import os
 import threading

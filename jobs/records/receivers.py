@@ -13,7 +13,8 @@ logger = logging.getLogger(__name__)
 
 
 def job_published(sender: str, headers: dict, body, routing_key: str, **kwargs) -> None:
-    """before_task_publish: every job beat and code send is recorded PENDING before it can run."""
+    """before_task_publish: every job beat and code send is recorded PENDING, before it is published
+    or, sent from code outside a transaction, while it is (alongside.py)."""
     # Not a retry of a recorded job (same id, same row), nor one whose outcome is not stored (its
     # row would stay PENDING).
     if headers.get("retries") or headers["id"] in limits.passing.get() or \

@@ -1,5 +1,6 @@
-"""Writes of job records: every job recorded PENDING in one statement before it is published, what a
-failed publish leaves true, a job sent again under its id, retries counted; and the per-person cap
+"""Writes of job records: every job recorded PENDING in one statement before it is published (a job
+sent from code outside a transaction: while it is published, alongside.py), what a failed publish
+leaves true, a job sent again under its id, retries counted; and the per-person cap
 on unfinished jobs, taken inside the transaction that records them."""
 import json
 import logging
