@@ -30,6 +30,12 @@ class ConfirmsTests(SimpleTestCase):
     def depth(self, queue: Queue) -> int:
         return queue(self.connection.default_channel).queue_declare(passive=True).message_count
 
+    def drain(self, queue: Queue) -> list:
+        bound, keys = queue(self.connection.default_channel), []
+        while (message := bound.get(no_ack=True)) is not None:
+            keys.append(message.decode()["n"])
+        return keys
+
     def test_a_batch_is_confirmed_at_once(self):
         queue, confirms = self.queue(), Confirms(self.producer)
         self.publish(confirms, queue, range(200))
@@ -56,7 +62,11 @@ class ConfirmsTests(SimpleTestCase):
         failed = confirms.wait()
         self.assertEqual(sorted(failed), ["a", "b", "c"])
         self.assertIn("did not confirm", failed["a"])
-        before = self.depth(queue)  # what of a, b and c reached the queue before the fault
         self.publish(confirms, queue, ["d", "e"])  # on a new connection
         self.assertEqual(confirms.wait(), {})
-        self.assertEqual(self.depth(queue), before + 2)
+        # What of a, b and c left the socket before the fault may reach the queue at any time (the
+        # broker still works through the old connection's frames), so the queue is read, not counted.
+        arrived = self.drain(queue)
+        self.assertEqual(arrived.count("d"), 1)
+        self.assertEqual(arrived.count("e"), 1)
+        self.assertLessEqual(set(arrived), {"a", "b", "c", "d", "e"})
