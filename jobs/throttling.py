@@ -1,15 +1,21 @@
 """How often one user (or, signed out, one address) may start jobs: JOBS_LAUNCH_RATE.
-Counted in the Django cache (Redis) by django-ninja's throttle, shared by every web process.
+Counted in the Django cache's Redis, shared by every web process, as a sliding window: no more than
+the rate's number of launches in any window of its length.
 The address is the connection's, or X-Forwarded-For's only behind a configured proxy
 (NINJA_NUM_PROXIES, from DJANGO_BEHIND_PROXY and DJANGO_PROXY_COUNT)."""
 import logging
 import math
+import threading
+import uuid
+from functools import cache as memoized
 
 import redis
 from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from ninja.conf import settings as ninja_settings
-from ninja.throttling import UserRateThrottle
+from ninja.throttling import BaseThrottle, SimpleRateThrottle
 
 from .exceptions import LaunchLimitReached
 
@@ -28,78 +34,100 @@ def client_address(request: HttpRequest) -> str:
     return entries[-min(proxies, len(entries))].strip()
 
 
-class JobLaunchThrottle(UserRateThrottle):
-    """A throttle for API routes (`throttle=[JobLaunchThrottle()]`): it counts the attempt before
-    the body is read, so an oversized or invalid request still counts. The rate is read from the
-    settings at each request.
+# A client's launches in the last window, as a sorted set of their times in Redis, counted and added to
+# in one script: launches at the same moment (threads, web processes) are each counted. django-ninja's
+# throttle read the list, then wrote it back, and lost the launches that overlapped: 60 launches at once
+# against 20/m let 24 and 25 through. The times are Redis's, one clock for every web host.
+ADMIT_SCRIPT = """
+local key, window, limit, cost = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local used = redis.call('ZCARD', key)
+if used + cost > limit then
+    if cost > limit then return tostring(window) end
+    local freeing = redis.call('ZRANGE', key, used + cost - limit - 1, used + cost - limit - 1, 'WITHSCORES')
+    return tostring(tonumber(freeing[2]) + window - now)
+end
+for n = 1, cost do redis.call('ZADD', key, now, ARGV[4] .. n) end
+redis.call('EXPIRE', key, math.ceil(window))
+return false
+"""
+
+
+@memoized
+def admit_script(location: str) -> redis.commands.core.Script:
+    """ADMIT_SCRIPT on the cache's Redis at `location` (one connection pool a process)."""
+    return redis.Redis.from_url(location, socket_connect_timeout=2, socket_timeout=2).register_script(ADMIT_SCRIPT)
+
+
+def launch_rate() -> tuple[int, int]:
+    """JOBS_LAUNCH_RATE as (launches, seconds), in django-ninja's throttle syntax (60/m, 1000/s, 5/10m)."""
+    try:
+        parsed = SimpleRateThrottle(settings.JOBS_LAUNCH_RATE)
+    except ValueError:
+        raise ImproperlyConfigured(f"JOBS_LAUNCH_RATE is {settings.JOBS_LAUNCH_RATE!r}: give launches per period, "
+                                   "as 60/m, 1000/s, 1000/h or 5/10m.") from None
+    return parsed.num_requests, parsed.duration
+
+
+def launches_admit(request: HttpRequest, jobs: int) -> float | None:
+    """Count `jobs` launches of the request's user (signed out: its address) against JOBS_LAUNCH_RATE,
+    all or none: None if they are counted, else the seconds until they would fit.
 
     Without Redis the limit cannot be counted: launches are let through (fail open) with a warning
-    in the log, since Redis is not on the job path and a launch must not fail for it.
-    """
+    in the log, since Redis is not on the job path and a launch must not fail for it."""
+    user = getattr(request, "user", None)
+    ident = f"user:{user.pk}" if user is not None and user.is_authenticated else f"address:{client_address(request)}"
+    limit, seconds = launch_rate()
+    try:
+        wait = admit_script(settings.CACHES["default"]["LOCATION"])(
+            keys=[cache.make_key(f"jobs:launches:{ident}")], args=[seconds, limit, jobs, f"{uuid.uuid4().hex}:"])
+    except redis.exceptions.RedisError as exc:
+        logger.warning("JOBS_LAUNCH_RATE not applied: the cache (Redis) is unreachable (%s).", exc)
+        return None
+    return None if wait is None else float(wait)
 
-    scope = "job_launch"
 
-    def get_ident(self, request: HttpRequest) -> str:
-        return client_address(request)
+class JobLaunchThrottle(BaseThrottle):
+    """A throttle for API routes (`throttle=[JobLaunchThrottle()]`): it counts the attempt before
+    the body is read, so an oversized or invalid request still counts. One instance serves a route's
+    every request, from several threads: a request's wait is kept per thread."""
 
     def __init__(self):
-        super().__init__(settings.JOBS_LAUNCH_RATE)
+        launch_rate()  # a malformed JOBS_LAUNCH_RATE stops the web process's start
+        self.refused = threading.local()
 
     def allow_request(self, request: HttpRequest) -> bool:
-        self.rate = settings.JOBS_LAUNCH_RATE
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        try:
-            return super().allow_request(request)
-        except redis.exceptions.RedisError as exc:
-            logger.warning("JOBS_LAUNCH_RATE not applied: the cache (Redis) is unreachable (%s).", exc)
-            return True
+        self.refused.wait = launches_admit(request, 1)
+        return self.refused.wait is None
 
-
-    def allow_jobs(self, request: HttpRequest, jobs: int) -> bool:
-        """Count `jobs` launches at once (the steps of a workflow past the request itself, which
-        allow_request counted): all of them, or none if they do not fit in the budget now."""
-        if jobs <= 0:
-            return True
-        self.rate = settings.JOBS_LAUNCH_RATE
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        try:
-            self.key = self.get_cache_key(request)
-            self.history, self.now = self.cache.get(self.key, []), self.timer()
-            while self.history and self.history[-1] <= self.now - self.duration:
-                self.history.pop()
-            if len(self.history) + jobs > self.num_requests:
-                return False
-            self.history[:0] = [self.now] * jobs
-            self.cache.set(self.key, self.history, self.duration)
-        except redis.exceptions.RedisError as exc:
-            logger.warning("JOBS_LAUNCH_RATE not applied: the cache (Redis) is unreachable (%s).", exc)
-        return True
+    def wait(self) -> float | None:
+        return self.refused.wait
 
 
 def workflow_admit(request: HttpRequest):
     """For a workflow launched by `request`: a check services.workflow_launch calls with the number
-    of steps before it writes anything, counting each step past the first against the launcher's
-    JOBS_LAUNCH_RATE (LaunchLimitReached when they do not fit)."""
+    of steps before it writes anything, counting each step past the first (the request itself was
+    counted by JobLaunchThrottle) against the launcher's JOBS_LAUNCH_RATE (LaunchLimitReached when
+    they do not fit)."""
     def admit(steps: int) -> None:
-        throttle = JobLaunchThrottle()
-        if throttle.allow_jobs(request, steps - 1):
-            return
+        limit, seconds = launch_rate()
         rate = settings.JOBS_LAUNCH_RATE.replace("/", " per ")
-        if steps > throttle.num_requests:
+        if steps > limit:
             raise LaunchLimitReached(f"This workflow has {steps:,} steps, more than JOBS_LAUNCH_RATE ({rate}) lets one "
                                      "person launch at once: launch it in smaller parts, or ask an administrator.")
-        wait = math.ceil(throttle.duration)
-        raise LaunchLimitReached(f"This workflow has {steps:,} steps, more than are left of JOBS_LAUNCH_RATE ({rate}) "
-                                 f"now: each step counts as a launch. Try again in {wait} s.", wait=wait)
+        if steps > 1 and (wait := launches_admit(request, steps - 1)) is not None:
+            wait = math.ceil(wait)
+            raise LaunchLimitReached(f"This workflow has {steps:,} steps, more than are left of JOBS_LAUNCH_RATE "
+                                     f"({rate}) now: each step counts as a launch. Try again in {wait} s.", wait=wait)
     return admit
 
 
 def launch_wait(request: HttpRequest) -> int | None:
     """For pages: count this launch; None if allowed, else how many seconds to wait."""
-    throttle = JobLaunchThrottle()
-    if throttle.allow_request(request):
-        return None
-    return math.ceil(throttle.wait() or 1)
+    wait = launches_admit(request, 1)
+    return None if wait is None else math.ceil(wait)
 
 
 def too_many(wait: int) -> str:

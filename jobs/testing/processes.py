@@ -1,6 +1,8 @@
-"""Real Celery processes, on the real broker and this process's database: for integration tests
-and benchmarks."""
+"""Real Celery processes and web servers, on the real broker and this process's database: for
+integration tests and benchmarks."""
+import http.client
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -39,26 +41,27 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: 
     raise AssertionError(f"Timed out after {timeout}s waiting for {message}")
 
 
-class CeleryProcess:
-    """`celery -A <the project's app> <command>` in a subprocess, using this process's database."""
-
-    command: list[str]
+class ProjectProcess:
+    """A process of the project (argv()) in a subprocess, using this process's database."""
 
     def __init__(self, environment: dict[str, str] | None = None):
         # Kept open for the process's life, and left on disk to read after a failure.
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="celery-", suffix=".log", delete=False)  # noqa: SIM115
+        prefix = f"{type(self).__name__.lower()}-"
+        self.log = tempfile.NamedTemporaryFile("w+", prefix=prefix, suffix=".log", delete=False)  # noqa: SIM115
         self.process = None
         self.environment = environment or {}
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
 
     def start(self):
         environment = {**os.environ, "DATABASE_URL": database_url(), **self.environment}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", current_app.main, *self.command],
-            cwd=settings.BASE_DIR, env=environment, stdout=self.log, stderr=subprocess.STDOUT,
+            self.argv(), cwd=settings.BASE_DIR, env=environment, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so a crash can take all of it
         )
         try:
-            wait_for(self._ready, timeout=60, interval=0.2, message=f"{self.command[0]} to start")
+            wait_for(self._ready, timeout=60, interval=0.2, message=f"{self.argv()[0]} to start")
         except BaseException:
             self.stop()
             raise
@@ -66,7 +69,7 @@ class CeleryProcess:
 
     def _ready(self):
         if self.process.poll() is not None:
-            raise AssertionError(f"{self.command[0]} exited with {self.process.returncode}:\n{self.output()}")
+            raise AssertionError(f"{self.argv()[0]} exited with {self.process.returncode}:\n{self.output()}")
         return self.ready()
 
     def ready(self) -> bool:
@@ -100,6 +103,40 @@ class CeleryProcess:
         self.log.flush()
         with open(self.log.name) as log:
             return log.read()
+
+
+class CeleryProcess(ProjectProcess):
+    """`celery -A <the project's app> <command>`."""
+
+    command: list[str]
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", current_app.main, *self.command]
+
+
+class WebServer(ProjectProcess):
+    """The Procfile's web server (or `command`, with {port} for its port) on a free port of loopback,
+    its commands from this virtualenv, as under `make run`."""
+
+    def __init__(self, environment: dict[str, str] | None = None, command: str | None = None):
+        path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
+        super().__init__({"PATH": path, **(environment or {})})
+        self.port = free_port()
+        self.command = command or procfile_web("127.0.0.1:{port}")
+
+    def argv(self) -> list[str]:
+        return shlex.split(self.command.format(port=self.port))
+
+    def ready(self) -> bool:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            connection.request("GET", "/accounts/login/")
+            connection.getresponse().read()
+        except OSError:
+            return False
+        finally:
+            connection.close()
+        return True
 
 
 class Worker(CeleryProcess):

@@ -3,11 +3,7 @@ import http.client
 import json
 import multiprocessing
 import os
-import shlex
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -23,8 +19,8 @@ from jobs.catalog import find_job
 from jobs.exceptions import UnknownJob
 from jobs.models import JobRecord
 from jobs.testing.broker import throwaway_vhost
-from jobs.testing.databases import database_url, throwaway_database
-from jobs.testing.processes import Worker, free_port, procfile_web, wait_for
+from jobs.testing.databases import throwaway_database
+from jobs.testing.processes import WebServer, Worker, procfile_web
 
 JOB = "jobs.add"  # the examples app's add(x, y)
 LAUNCH = ("POST", "/api/jobs/", json.dumps({"task": JOB, "kwargs": {"x": 1, "y": 2}}), 202)
@@ -111,25 +107,14 @@ class Command(BaseCommand):
     def serving(self, command, environment):
         """The web server `command` running on a free port of loopback, with `environment` over the
         benchmark's database and broker; yields the port. Its output is shown if anything fails."""
-        port = free_port()
-        environment = {**os.environ, "DATABASE_URL": database_url(),
-                       # the Procfile's commands come from the virtualenv, as under `make run`
-                       "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
-                       **environment}
-        log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read on failure
-        server = subprocess.Popen(shlex.split(command.format(port=port)), cwd=settings.BASE_DIR, env=environment,
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = WebServer(environment, command).start()
         try:
-            wait_for(lambda: send(http.client.HTTPConnection("127.0.0.1", port, timeout=5), None, READ) is not None,
-                     timeout=30, interval=0.2, message="the web server")
-            yield port
+            yield server.port
         except BaseException:
-            log.seek(0)
-            self.stderr.write(log.read()[-3000:])
+            self.stderr.write(server.output()[-3000:])
             raise
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
 
     def measure(self, command, broker, key, clients, seconds, rounds):
         with self.serving(command, {"CELERY_BROKER_URL": broker, "JOBS_LAUNCH_RATE": "1000000/s"}) as port:

@@ -1,14 +1,21 @@
 """Bad and hostile input: rate limits, fuzzing the API, no pickle."""
+import http.client
+import json
+import threading
+from collections import Counter
 from unittest import mock
 
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
-from django.test import Client, TestCase, override_settings
+from django.test import Client, TestCase, TransactionTestCase, override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
 
+from accounts.services import api_token_create
 from jobs.catalog import find_job
 from jobs.models import JobRecord
+from jobs.testing.processes import WebServer
 
 
 @override_settings(JOBS_LAUNCH_RATE="3/m")
@@ -44,6 +51,38 @@ class LaunchRateTests(TestCase):
             codes = [self.client.post("/jobs/new/", {"job": "testapp.add", "x": "1", "y": "2"}).status_code
                      for _ in range(4)]
         self.assertEqual(codes, [302, 302, 302, 429])
+
+
+class SimultaneousLaunchRateTests(TransactionTestCase):
+    """Launches that arrive at once, on the web server as the Procfile runs it (two processes of
+    four threads), are each counted: django-ninja's throttle read the count and wrote it back, and
+    60 launches at once against 20/m let 24 or 25 through."""
+
+    def test_launches_at_the_same_moment_are_each_counted(self):
+        user = User.objects.create_user("mallory")
+        _, key = api_token_create(user=user, name="flood")
+        server = WebServer({"JOBS_LAUNCH_RATE": "10/m",
+                            "REDIS_URL": django_settings.CACHES["default"]["LOCATION"]}).start()  # the tests' Redis
+        self.addCleanup(server.stop)
+        connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=60) for _ in range(40)]
+        ready, answers = threading.Barrier(len(connections)), Counter()
+
+        def launch(connection):
+            connection.connect()
+            ready.wait()
+            connection.request("POST", "/api/jobs/", body=json.dumps({"task": "testapp.add", "args": [1, 2]}),
+                               headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            answers[response.status] += 1
+
+        threads = [threading.Thread(target=launch, args=(connection,)) for connection in connections]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(answers, {202: 10, 429: 30}, server.output()[-3000:])
+        self.assertEqual(JobRecord.objects.filter(launched_by=user).count(), 10)
 
 
 @override_settings(JOBS_LAUNCH_RATE="10/m")
