@@ -57,8 +57,10 @@ return false
 
 @memoized
 def admit_script(location: str) -> redis.commands.core.Script:
-    """ADMIT_SCRIPT on the cache's Redis at `location` (one connection pool a process)."""
-    return redis.Redis.from_url(location, socket_connect_timeout=2, socket_timeout=2).register_script(ADMIT_SCRIPT)
+    """ADMIT_SCRIPT on the cache's Redis at `location` (one connection pool a process), with the
+    cache's timeouts."""
+    options = settings.CACHES["default"].get("OPTIONS", {})
+    return redis.Redis.from_url(location, **options).register_script(ADMIT_SCRIPT)
 
 
 def launch_rate() -> tuple[int, int]:

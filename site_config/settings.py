@@ -151,7 +151,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The Django cache, and beat's lock (jobs/scheduling/beat.py).
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+# Redis's answers wait a second at most: a frozen Redis (a stopped VM, a full disk) costs a launch about
+# that before the launch rate and the unfinished count fail open (redis-py's default is 5 s a call).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                      "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -55,7 +55,7 @@ def unfinished_limit_check(user: AbstractBaseUser | None, adding: int) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [UNFINISHED_LOCK, user.pk])
-    key = f"jobs:unfinished-headroom:{user.pk}:{limit}"
+    key, cached = f"jobs:unfinished-headroom:{user.pk}:{limit}", True
     try:
         if cache.decr(key, adding) >= 0:
             return
@@ -63,14 +63,16 @@ def unfinished_limit_check(user: AbstractBaseUser | None, adding: int) -> None:
         pass
     except redis.exceptions.RedisError as exc:
         logger.warning("Counting unfinished jobs on each launch: the cache (Redis) is unreachable (%s).", exc)
+        cached = False  # not waited for twice
     unfinished = JobRecord.objects.filter(launched_by=user, result__status__in=selectors.UNFINISHED)[:limit].count()
     if unfinished + adding > limit:
         raise LaunchLimitReached(
             f"You have {unfinished:,} jobs queued or running{'' if unfinished < limit else ' or more'}; with "
             f"{adding:,} more that is over JOBS_MAX_UNFINISHED ({limit:,}) for one person. Wait for some to finish, "
             "or cancel some.")
-    with suppress(redis.exceptions.RedisError):
-        cache.set(key, limit - unfinished - adding, HEADROOM_SECONDS)
+    if cached:
+        with suppress(redis.exceptions.RedisError):
+            cache.set(key, limit - unfinished - adding, HEADROOM_SECONDS)
 
 
 def job_queue(task_name: str) -> str:

@@ -7,7 +7,8 @@ from unittest import mock
 
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
-from django.test import Client, TestCase, TransactionTestCase, override_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.test import Client, SimpleTestCase, TestCase, TransactionTestCase, override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
@@ -16,6 +17,7 @@ from accounts.services import api_token_create
 from jobs.catalog import find_job
 from jobs.models import JobRecord
 from jobs.testing.processes import WebServer
+from jobs.throttling import JobLaunchThrottle
 
 
 @override_settings(JOBS_LAUNCH_RATE="3/m")
@@ -51,6 +53,14 @@ class LaunchRateTests(TestCase):
             codes = [self.client.post("/jobs/new/", {"job": "testapp.add", "x": "1", "y": "2"}).status_code
                      for _ in range(4)]
         self.assertEqual(codes, [302, 302, 302, 429])
+
+
+class LaunchRateSettingTests(SimpleTestCase):
+    @override_settings(JOBS_LAUNCH_RATE="60 a minute")
+    def test_a_malformed_rate_stops_the_start_with_what_to_write(self):
+        with self.assertRaisesMessage(ImproperlyConfigured, "JOBS_LAUNCH_RATE is '60 a minute': give launches per "
+                                                            "period, as 60/m"):
+            JobLaunchThrottle()
 
 
 class SimultaneousLaunchRateTests(TransactionTestCase):
