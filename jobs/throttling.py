@@ -7,7 +7,6 @@ import logging
 import math
 import threading
 import uuid
-from functools import cache as memoized
 
 import redis
 from django.conf import settings
@@ -17,6 +16,7 @@ from django.http import HttpRequest
 from ninja.conf import settings as ninja_settings
 from ninja.throttling import BaseThrottle, SimpleRateThrottle
 
+from .cache import cache_run
 from .exceptions import LaunchLimitReached
 
 logger = logging.getLogger(__name__)
@@ -55,14 +55,6 @@ return false
 """
 
 
-@memoized
-def admit_script(location: str) -> redis.commands.core.Script:
-    """ADMIT_SCRIPT on the cache's Redis at `location` (one connection pool a process), with the
-    cache's timeouts."""
-    options = settings.CACHES["default"].get("OPTIONS", {})
-    return redis.Redis.from_url(location, **options).register_script(ADMIT_SCRIPT)
-
-
 def launch_rate() -> tuple[int, int]:
     """JOBS_LAUNCH_RATE as (launches, seconds), in django-ninja's throttle syntax (60/m, 1000/s, 5/10m)."""
     try:
@@ -83,8 +75,8 @@ def launches_admit(request: HttpRequest, jobs: int) -> float | None:
     ident = f"user:{user.pk}" if user is not None and user.is_authenticated else f"address:{client_address(request)}"
     limit, seconds = launch_rate()
     try:
-        wait = admit_script(settings.CACHES["default"]["LOCATION"])(
-            keys=[cache.make_key(f"jobs:launches:{ident}")], args=[seconds, limit, jobs, f"{uuid.uuid4().hex}:"])
+        wait = cache_run(ADMIT_SCRIPT, keys=[cache.make_key(f"jobs:launches:{ident}")],
+                         args=[seconds, limit, jobs, f"{uuid.uuid4().hex}:"])
     except redis.exceptions.RedisError as exc:
         logger.warning("JOBS_LAUNCH_RATE not applied: the cache (Redis) is unreachable (%s).", exc)
         return None

@@ -1,21 +1,19 @@
 """Writes of job records: every job recorded PENDING in one statement before it is published (a job
 sent from code outside a transaction: while it is published, alongside.py), what a failed publish
-leaves true, a job sent again under its id, retries counted; and the per-person cap
-on unfinished jobs, taken inside the transaction that records them."""
+leaves true, a job sent again under its id, retries counted; a person's launch within their cap on
+unfinished jobs (unfinished.py)."""
 import json
 import logging
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import timedelta
 from functools import cache as memoized
 from typing import Any
 
-import redis
 from celery import Task, current_app, states
 from celery.utils.saferepr import saferepr
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -23,56 +21,14 @@ from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
 
 from ..catalog import PROGRESS, JobTask, new_task_id
-from ..exceptions import JobQueueUnavailable, LaunchLimitReached
+from ..exceptions import JobQueueUnavailable
 from ..limits.services import job_wait, passing
 from ..results.backend import DatabaseBackend
-from . import alongside, selectors
+from . import alongside
 from .models import JobRecord, UniqueKey
+from .unfinished import unfinished_limit_check, unfinished_taken
 
 logger = logging.getLogger(__name__)
-
-
-UNFINISHED_LOCK = 0x6A6F6273  # "jobs": the first key of the per-user advisory lock
-
-
-# How long a person's known headroom under JOBS_MAX_UNFINISHED is kept before it is counted again.
-HEADROOM_SECONDS = 600
-
-
-def unfinished_limit_check(user: AbstractBaseUser | None, adding: int) -> None:
-    """LaunchLimitReached if `user` would have more than JOBS_MAX_UNFINISHED jobs queued or running
-    with `adding` more. Call inside the transaction that records them: a lock per user makes two
-    launches of one person (two web processes) wait for each other, so neither counts without the other.
-
-    Counting a person's unfinished jobs reads their records (more with every job they launched, until
-    statistics catch up: 20 ms under the lock at 5,000, which capped one person at 50 launches a
-    second in bench_api). So a count also leaves, in the cache, how many more jobs the person may
-    launch (the headroom); each launch, under the same lock, takes its jobs from it, and only one
-    that finds too little (or none: expired, Redis unreachable) counts again. Jobs only finish between
-    counts, so the headroom errs on the safe side: no launch is let past the limit."""
-    limit = settings.JOBS_MAX_UNFINISHED
-    if user is None or not user.is_authenticated or not limit:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [UNFINISHED_LOCK, user.pk])
-    key, cached = f"jobs:unfinished-headroom:{user.pk}:{limit}", True
-    try:
-        if cache.decr(key, adding) >= 0:
-            return
-    except ValueError:  # none known
-        pass
-    except redis.exceptions.RedisError as exc:
-        logger.warning("Counting unfinished jobs on each launch: the cache (Redis) is unreachable (%s).", exc)
-        cached = False  # not waited for twice
-    unfinished = JobRecord.objects.filter(launched_by=user, result__status__in=selectors.UNFINISHED)[:limit].count()
-    if unfinished + adding > limit:
-        raise LaunchLimitReached(
-            f"You have {unfinished:,} jobs queued or running{'' if unfinished < limit else ' or more'}; with "
-            f"{adding:,} more that is over JOBS_MAX_UNFINISHED ({limit:,}) for one person. Wait for some to finish, "
-            "or cancel some.")
-    if cached:
-        with suppress(redis.exceptions.RedisError):
-            cache.set(key, limit - unfinished - adding, HEADROOM_SECONDS)
 
 
 def job_queue(task_name: str) -> str:
@@ -174,14 +130,16 @@ def job_enqueue(*, task: JobTask, arguments: dict[str, Any], options: dict[str, 
         # A record that says no more than the message: written by the publish, alongside it (job_published).
         job_publish(task, task_id, arguments, options, recorded_before=False)
         return task_id, True
-    # A person's launch takes their lock for the JOBS_MAX_UNFINISHED count with the record, a unique job
+    # A person's launch takes its job from their JOBS_MAX_UNFINISHED headroom (unfinished.py), a unique job
     # its key; otherwise the record is one statement, in the caller's transaction if there is one (not a
     # BEGIN and COMMIT of its own).
-    with transaction.atomic() if launched_by is not None or task.unique or task.limit else nullcontext():
+    with unfinished_taken(launched_by, 1) as taken, \
+            transaction.atomic() if launched_by is not None or task.unique or task.limit else nullcontext():
         if task.unique and (holder := unique_key_claim(
                 task, task_id, arguments, replacing=retry_of.result.task_id if retry_of is not None else None)):
             return holder, False
-        unfinished_limit_check(launched_by, 1)
+        if not taken:
+            unfinished_limit_check(launched_by, 1)
         job_records_create([{
             "task_id": task_id, "task_name": task.name, "args": [], "kwargs": arguments,
             "queue": options.get("queue") or job_queue(task.name),

@@ -17,7 +17,8 @@ from ..catalog import find_job, new_task_id
 from ..exceptions import InvalidWorkflow, JobNotCancellable
 from ..records.models import JobAction, JobRecord
 from ..records.selectors import jobs_with_details
-from ..records.services import job_queue, job_records_create, recorded, revoked_result, unfinished_limit_check
+from ..records.services import job_queue, job_records_create, recorded, revoked_result
+from ..records.unfinished import unfinished_limit_check
 from .models import Workflow, WorkflowStep
 from .specs import WorkflowTask, compile_spec
 
