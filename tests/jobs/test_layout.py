@@ -113,11 +113,12 @@ class EngineLayoutTests(SimpleTestCase):
     def test_the_shared_basics_import_nothing_above_them(self):
         _, places = self.graphs()
         self.assertEqual(places["exceptions"], set())
+        self.assertEqual(places["cache"], set())  # Lua scripts on the cache's Redis, for the launch counts
         self.assertLessEqual(places["catalog"], {"exceptions"})
         # Sending a job goes through its limit (a limited job waits instead of being published): limits is
         # beneath the records, on the catalog alone.
         self.assertLessEqual(places["limits"], {"catalog", "exceptions", "results"})
-        self.assertLessEqual(places["records"], {"catalog", "exceptions", "limits", "results"})
+        self.assertLessEqual(places["records"], {"cache", "catalog", "exceptions", "limits", "results"})
         # and the capabilities build on them
         self.assertIn("records", places["workflows"])
 
