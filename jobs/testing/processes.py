@@ -54,6 +54,11 @@ class ProjectProcess:
     def argv(self) -> list[str]:
         raise NotImplementedError
 
+    @property
+    def what(self) -> str:
+        """What it is, for messages."""
+        raise NotImplementedError
+
     def start(self):
         environment = {**os.environ, "DATABASE_URL": database_url(), **self.environment}
         self.process = subprocess.Popen(
@@ -61,7 +66,7 @@ class ProjectProcess:
             start_new_session=True,  # its own process group, so a crash can take all of it
         )
         try:
-            wait_for(self._ready, timeout=60, interval=0.2, message=f"{self.argv()[0]} to start")
+            wait_for(self._ready, timeout=60, interval=0.2, message=f"{self.what} to start")
         except BaseException:
             self.stop()
             raise
@@ -69,7 +74,7 @@ class ProjectProcess:
 
     def _ready(self):
         if self.process.poll() is not None:
-            raise AssertionError(f"{self.argv()[0]} exited with {self.process.returncode}:\n{self.output()}")
+            raise AssertionError(f"{self.what} exited with {self.process.returncode}:\n{self.output()}")
         return self.ready()
 
     def ready(self) -> bool:
@@ -113,6 +118,10 @@ class CeleryProcess(ProjectProcess):
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "celery", "-A", current_app.main, *self.command]
 
+    @property
+    def what(self) -> str:
+        return f"celery {self.command[0]}"
+
 
 class WebServer(ProjectProcess):
     """The Procfile's web server (or `command`, with {port} for its port) on a free port of loopback,
@@ -126,6 +135,8 @@ class WebServer(ProjectProcess):
 
     def argv(self) -> list[str]:
         return shlex.split(self.command.format(port=self.port))
+
+    what = "the web server"
 
     def ready(self) -> bool:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
