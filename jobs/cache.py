@@ -13,9 +13,14 @@ _unanswered_at = -float(UNANSWERED_SECONDS)
 
 
 @memoized
-def _script(source: str, location: str) -> redis.commands.core.Script:
+def _client(location: str) -> redis.Redis:
     # One connection pool a process (redis-py makes a new one in a forked child), with the cache's timeouts.
-    return redis.Redis.from_url(location, **settings.CACHES["default"].get("OPTIONS", {})).register_script(source)
+    return redis.Redis.from_url(location, **settings.CACHES["default"].get("OPTIONS", {}))
+
+
+@memoized
+def _script(source: str, location: str) -> redis.commands.core.Script:
+    return _client(location).register_script(source)
 
 
 def cache_run(source: str, keys: list[str], args: list = ()):
